@@ -1,0 +1,36 @@
+"""l2n_jax: regression under an unknown metric (Loss2Net) in JAX/Flax.
+
+Public API (names fixed by SPEC section 3)::
+
+    import l2n_jax as l2n
+    data = l2n.make_windows(frame, ["load"], lookback=12)
+    result = l2n.fit(l2n.Config(), data.train, metric, seeds=(0, 1, 2), valid=data.valid)
+    l2n.evaluate(result, data.test, metric)
+"""
+
+from l2n_jax import losses
+from l2n_jax.config import Config
+from l2n_jax.data import Scaler, Windows, WindowSet, make_windows
+from l2n_jax.fit import FitResult, evaluate, fit, fit_fixed_loss, load, score
+from l2n_jax.metrics import HostMetric, StatefulMetric, host_metric
+from l2n_jax.train import TrainState, make_program
+
+__all__ = [
+    "Config",
+    "FitResult",
+    "HostMetric",
+    "Scaler",
+    "StatefulMetric",
+    "TrainState",
+    "Windows",
+    "WindowSet",
+    "evaluate",
+    "fit",
+    "fit_fixed_loss",
+    "host_metric",
+    "load",
+    "losses",
+    "make_program",
+    "make_windows",
+    "score",
+]

@@ -1,0 +1,192 @@
+"""Training configuration: one frozen, validated dataclass.
+
+Every hyper-parameter of Loss2Net (paper section 3, appendix B) and every robustness
+measure l2n_jax adds on top of the paper is a field here. ``Config.literal()`` gives the
+paper's algorithm with all added measures switched off, so the literal variant always
+stays runnable for ablations (see BUILD_NOTES.md, "robustness ablation").
+"""
+
+import dataclasses
+from typing import Any
+
+_IR_KINDS = ("mlp", "lstm")
+_SHAPER_ACTIVATIONS = ("siren", "relu")
+_LR_SCHEDULES = ("cyclic", "fixed", "exp")
+_NOISE_SCHEDULES = ("exp", "fixed", "none")
+_SHAPER_INPUTS = ("decision", "error")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Hyper-parameters of a training run (Loss2Net or a fixed-loss baseline).
+
+    Attributes:
+      epochs: total passes over the training windows, pre-training included.
+      batch_size: windows per step; the last incomplete batch of an epoch is dropped.
+      ir_kind: individual regressor per input series: 'mlp' (over the flattened
+        window, fast) or 'lstm' (paper).
+      predictor_lstm: LSTM layer sizes of an 'lstm' IR (paper: 128, 128, 64).
+      ir_mlp: hidden sizes of an 'mlp' IR.
+      assembler: hidden sizes of the assembler MLP (paper: 256, 256, 128, 64); ()
+        makes it a plain output layer.
+      shaper_hidden: hidden sizes of the loss shaper (paper: 256, 256, 128).
+      shaper_activation: 'siren' (paper) or 'relu' (ablation).
+      omega0_first, omega0: SIREN frequency of the first / later layers.
+      lr_min, lr_max: range of the predictor's learning rate.
+      lr_cycles: number of triangular cycles over co-training (paper: 3).
+      lr_schedule: 'cyclic' (paper), 'fixed' (lr_max) or 'exp' (lr_max -> lr_min).
+      shaper_lr: the loss shaper's (constant) Adam learning rate.
+      noise_start, noise_end: exploration-noise std at the first / last step, in
+        scaled units.
+      noise_schedule: 'exp' (paper), 'fixed' (noise_start) or 'none'.
+      feed_eps: feed the exploration noise to the predictor as an input (paper).
+      pretrain_epochs: epochs of MSE pre-training of IRs + assembler before
+        co-training, counted in ``epochs`` (paper remark 4). Added measure.
+      pretrain_lr: Adam learning rate of pre-training.
+      shaper_warmup_epochs: first co-training epochs in which only the shaper
+        learns (predictor frozen). Added measure.
+      replay_size: capacity of a replay buffer of past (decision, obs, cost)
+        samples that the shaper also fits every step; 0 = off. Added measure.
+      range_penalty: weight of a quadratic penalty on decisions outside the range
+        of the training targets (+-10% of it); 0 = off. Added measure.
+      shaper_input: 'decision' (paper: f_l(y_hat + eps, v)) or 'error'
+        (f_l(y_hat + eps - y, v), y = the first m obs). Added measure.
+      select_best: keep the parameters of the epoch with the lowest true metric on
+        the validation split (needs ``valid``). Added measure.
+      log_every: epochs between progress lines (one host sync per chunk).
+    """
+
+    epochs: int = 60
+    batch_size: int = 256
+    ir_kind: str = "mlp"
+    predictor_lstm: tuple[int, ...] = (128, 128, 64)
+    ir_mlp: tuple[int, ...] = (64, 64)
+    assembler: tuple[int, ...] = (256, 256, 128, 64)
+    shaper_hidden: tuple[int, ...] = (256, 256, 128)
+    shaper_activation: str = "siren"
+    omega0_first: float = 30.0
+    omega0: float = 1.0
+    lr_min: float = 1e-5
+    lr_max: float = 1e-3
+    lr_cycles: int = 3
+    lr_schedule: str = "cyclic"
+    shaper_lr: float = 1e-4
+    noise_start: float = 0.1
+    noise_end: float = 0.001
+    noise_schedule: str = "exp"
+    feed_eps: bool = True
+    pretrain_epochs: int = 10
+    pretrain_lr: float = 1e-3
+    shaper_warmup_epochs: int = 0
+    replay_size: int = 0
+    range_penalty: float = 0.0
+    shaper_input: str = "decision"
+    select_best: bool = True
+    log_every: int = 10
+
+    def __post_init__(self):
+        validate(self)
+
+    def replace(self, **changes: Any) -> "Config":
+        """Returns a validated copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def literal(cls, **changes: Any) -> "Config":
+        """The paper's Algorithm 1 with every added robustness measure off."""
+        base = dict(
+            pretrain_epochs=0,
+            shaper_warmup_epochs=0,
+            replay_size=0,
+            range_penalty=0.0,
+            shaper_input="decision",
+            select_best=False,
+        )
+        base.update(changes)
+        return cls(**base)
+
+    @property
+    def cotrain_epochs(self) -> int:
+        return self.epochs - self.pretrain_epochs
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ValueError(f"Config: unknown fields {unknown}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def _positive_int(config: Config, name: str, allow_zero: bool = False) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"Config.{name} must be an int, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"Config.{name} must be {bound}, got {value}")
+
+
+def _layers(config: Config, name: str, allow_empty: bool = False) -> None:
+    value = getattr(config, name)
+    if not isinstance(value, tuple) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        raise ValueError(f"Config.{name} must be a tuple of positive ints, got {value!r}")
+    if not value and not allow_empty:
+        raise ValueError(f"Config.{name} must not be empty")
+
+
+def _choice(config: Config, name: str, options: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    if value not in options:
+        raise ValueError(f"Config.{name} must be one of {options}, got {value!r}")
+
+
+def _positive_float(config: Config, name: str, allow_zero: bool = False) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"Config.{name} must be a number, got {value!r}")
+    if not value == value or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"Config.{name} must be {bound}, got {value}")
+
+
+def validate(config: Config) -> None:
+    """Raises ValueError naming the first invalid field of ``config``."""
+    for name in ("epochs", "batch_size", "lr_cycles", "log_every"):
+        _positive_int(config, name)
+    for name in ("pretrain_epochs", "shaper_warmup_epochs", "replay_size"):
+        _positive_int(config, name, allow_zero=True)
+    for name in ("predictor_lstm", "ir_mlp", "shaper_hidden"):
+        _layers(config, name)
+    _layers(config, "assembler", allow_empty=True)
+    _choice(config, "ir_kind", _IR_KINDS)
+    _choice(config, "shaper_activation", _SHAPER_ACTIVATIONS)
+    _choice(config, "lr_schedule", _LR_SCHEDULES)
+    _choice(config, "noise_schedule", _NOISE_SCHEDULES)
+    _choice(config, "shaper_input", _SHAPER_INPUTS)
+    for name in ("omega0_first", "omega0", "lr_min", "lr_max", "shaper_lr", "pretrain_lr"):
+        _positive_float(config, name)
+    for name in ("noise_start", "noise_end", "range_penalty"):
+        _positive_float(config, name, allow_zero=True)
+    if config.lr_min > config.lr_max:
+        raise ValueError(
+            f"Config.lr_min ({config.lr_min}) must not exceed lr_max ({config.lr_max})"
+        )
+    if config.noise_schedule == "exp" and (config.noise_start <= 0 or config.noise_end <= 0):
+        raise ValueError(
+            "Config.noise_start and noise_end must be > 0 with noise_schedule='exp', "
+            f"got {config.noise_start}, {config.noise_end}"
+        )
+    if config.pretrain_epochs + config.shaper_warmup_epochs >= config.epochs:
+        raise ValueError(
+            f"Config.epochs ({config.epochs}) must exceed pretrain_epochs + "
+            f"shaper_warmup_epochs ({config.pretrain_epochs} + "
+            f"{config.shaper_warmup_epochs}): no epoch would be left for co-training"
+        )
+    if not isinstance(config.feed_eps, bool) or not isinstance(config.select_best, bool):
+        raise ValueError("Config.feed_eps and Config.select_best must be bools")

@@ -1,0 +1,148 @@
+"""From a time-indexed DataFrame to scaled, windowed train/valid/test splits.
+
+The split is chronological (no shuffling across splits) and the MinMax scaler is
+fitted on the rows the training windows touch only, so nothing of the validation or
+test period leaks into training.
+"""
+
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import numpy as np
+import pandas as pd
+
+
+class Windows(NamedTuple):
+    """One split, as a pytree of arrays (N windows).
+
+    Attributes:
+      inputs: [N, n_series, lookback, n_features] scaled input windows.
+      targets: [N, m] scaled next values of the target columns.
+      obs: [N, k] what the system reveals after the decision (default: targets).
+      ir_targets: [N, n_series] scaled next value of each input series (the
+        targets of IR pre-training).
+      current: [N, m] scaled current (last observed) values of the target columns,
+        i.e. the persistence forecast.
+    """
+
+    inputs: jax.Array | np.ndarray
+    targets: jax.Array | np.ndarray
+    obs: jax.Array | np.ndarray
+    ir_targets: jax.Array | np.ndarray
+    current: jax.Array | np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def take(self, idx) -> "Windows":
+        return Windows(*(x[idx] for x in self))
+
+
+class Scaler(NamedTuple):
+    """Per-column MinMax scaler fitted on the training rows."""
+
+    columns: tuple[str, ...]
+    low: np.ndarray  # [n_columns]
+    high: np.ndarray  # [n_columns]
+
+    def _idx(self, columns):
+        columns = self.columns if columns is None else tuple(columns)
+        return np.array([self.columns.index(c) for c in columns])
+
+    def transform(self, values, columns=None):
+        i = self._idx(columns)
+        return (np.asarray(values) - self.low[i]) / (self.high[i] - self.low[i])
+
+    def inverse(self, values, columns=None):
+        """Maps scaled values [..., len(columns)] back to original units."""
+        i = self._idx(columns)
+        return np.asarray(values) * (self.high[i] - self.low[i]) + self.low[i]
+
+    def inverse_diff(self, values, columns=None):
+        """Maps scaled differences (errors, margins) back to original units."""
+        i = self._idx(columns)
+        return np.asarray(values) * (self.high[i] - self.low[i])
+
+
+class WindowSet(NamedTuple):
+    """The three chronological splits and the scaler fitted on ``train``."""
+
+    train: Windows
+    valid: Windows
+    test: Windows
+    scaler: Scaler
+    target_columns: tuple[str, ...]
+    input_columns: tuple[str, ...]
+
+
+def make_windows(
+    frame: pd.DataFrame,
+    target_columns: Sequence[str],
+    lookback: int,
+    obs_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    input_columns: Sequence[str] | None = None,
+) -> WindowSet:
+    """Builds scaled sliding windows from a DataFrame indexed by time.
+
+    Args:
+      frame: rows in time order, one column per series.
+      target_columns: columns whose next value the decisions target (m of them).
+      lookback: window length in rows.
+      obs_fn: maps the scaled next row of every column, ``[N, n_columns]`` in
+        ``frame.columns`` order, to the observations ``[N, k]``; default: targets.
+      split: fractions of windows for train / valid / test, chronological.
+      input_columns: the input series, default all columns of ``frame``.
+
+    Returns:
+      WindowSet with ``.train``, ``.valid``, ``.test`` (Windows) and ``.scaler``.
+    """
+    target_columns = tuple(target_columns)
+    input_columns = tuple(frame.columns if input_columns is None else input_columns)
+    columns = tuple(frame.columns)
+    if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1.0) > 1e-6:
+        raise ValueError(f"make_windows: split must be 3 fractions summing to 1, got {split}")
+    for c in target_columns + input_columns:
+        if c not in columns:
+            raise ValueError(
+                f"make_windows: column {c!r} not in frame; columns are {list(columns)}"
+            )
+    if lookback < 1:
+        raise ValueError(f"make_windows: lookback must be >= 1, got {lookback}")
+    values = frame.to_numpy(np.float64)
+    n_windows = len(values) - lookback
+    n_train = int(split[0] * n_windows)
+    n_valid = int(split[1] * n_windows)
+    if n_train < 1 or n_valid < 1 or n_windows - n_train - n_valid < 1:
+        raise ValueError(
+            f"make_windows: {len(values)} rows give {n_windows} windows of lookback "
+            f"{lookback}: too few for split {split}"
+        )
+    fit_rows = values[: n_train + lookback]
+    low, high = fit_rows.min(axis=0), fit_rows.max(axis=0)
+    const = [columns[i] for i in np.flatnonzero(high <= low)]
+    if const:
+        raise ValueError(
+            f"make_windows: columns {const} are constant over the training rows; "
+            "MinMax scaling would divide by zero (drop them)"
+        )
+    scaler = Scaler(columns, low, high)
+    scaled = ((values - low) / (high - low)).astype(np.float32)
+
+    col = {c: i for i, c in enumerate(columns)}
+    t_idx = np.array([col[c] for c in target_columns])
+    in_idx = np.array([col[c] for c in input_columns])
+    starts = np.arange(n_windows)
+    rows = starts[:, None] + np.arange(lookback)[None, :]  # [N, L]
+    inputs = scaled[rows][:, :, in_idx]  # [N, L, S]
+    inputs = np.transpose(inputs, (0, 2, 1))[..., None]  # [N, S, L, 1]
+    nxt = scaled[starts + lookback]  # [N, C]
+    cur = scaled[starts + lookback - 1]
+    targets = nxt[:, t_idx]
+    obs = targets if obs_fn is None else np.asarray(obs_fn(nxt), np.float32)
+    if obs.ndim != 2 or obs.shape[0] != n_windows:
+        raise ValueError(f"make_windows: obs_fn must return [N, k], got {obs.shape}")
+    full = Windows(inputs, targets, obs, nxt[:, in_idx], cur[:, t_idx])
+    bounds = [(0, n_train), (n_train, n_train + n_valid), (n_train + n_valid, n_windows)]
+    train, valid, test = (full.take(slice(a, b)) for a, b in bounds)
+    return WindowSet(train, valid, test, scaler, target_columns, input_columns)

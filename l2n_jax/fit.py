@@ -1,0 +1,351 @@
+"""The user-facing trainers: ``fit`` (Loss2Net), ``fit_fixed_loss`` (baselines).
+
+Both run every seed in ONE ``jit(vmap(...))`` program and return a ``FitResult``.
+Training proceeds in chunks of ``config.log_every`` epochs so a progress line
+(epoch, steps/s, ETA, costs) can be printed between chunks; that is one host sync
+per chunk, never per step.
+"""
+
+import dataclasses
+import json
+import time
+from typing import Any, Callable, Sequence
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from absl import logging
+
+from l2n_jax import nets
+from l2n_jax import train as train_lib
+from l2n_jax.config import Config
+from l2n_jax.data import Windows
+from l2n_jax.metrics import batch_metric
+
+_FORMAT_VERSION = 1
+
+
+def _as_windows(w: Windows, name: str) -> Windows:
+    if not isinstance(w, Windows):
+        raise ValueError(f"{name} must be an l2n.Windows, got {type(w).__name__}")
+    arrays = Windows(*(jnp.asarray(x, jnp.float32) for x in w))
+    n = arrays.inputs.shape[0]
+    if arrays.inputs.ndim != 4:
+        raise ValueError(
+            f"{name}.inputs must be [N, n_series, lookback, n_features], got "
+            f"{arrays.inputs.shape}"
+        )
+    for field in ("targets", "obs", "ir_targets", "current"):
+        x = getattr(arrays, field)
+        if x.ndim != 2 or x.shape[0] != n:
+            raise ValueError(f"{name}.{field} must be [{n}, d], got {x.shape}")
+    return arrays
+
+
+def _seed_keys(seeds: Sequence[int]) -> jax.Array:
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
+    return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+
+
+@dataclasses.dataclass
+class FitResult:
+    """A trained method, one set of parameters per seed (leading axis = seeds).
+
+    Attributes:
+      config: the Config it was trained with.
+      seeds: the seeds, in the order of the leading axis.
+      params: {'predictor': ..., 'shaper': ...} stacked over seeds (the best
+        validation epoch when ``config.select_best`` and valid data were given).
+      history: per-step metrics (seed, epoch, step, cost, shaper_loss, ...).
+      method: 'loss2net' or the baseline loss's name.
+      shapes: the data shapes the networks were built for.
+      best_epoch: [seeds] the epoch whose parameters were kept (-1: last).
+      timing: compile/run seconds and steps/s.
+    """
+
+    config: Config
+    seeds: tuple[int, ...]
+    params: dict
+    history: pd.DataFrame
+    method: str
+    shapes: train_lib.Shapes
+    best_epoch: np.ndarray
+    timing: dict
+
+    def _nets(self):
+        predictor = nets.make_predictor(
+            self.config, self.shapes.input_shape, self.shapes.decision_dim
+        )
+        shaper = nets.make_shaper(
+            self.config, self.shapes.decision_dim + self.shapes.obs_dim
+        )
+        return predictor, shaper
+
+    def predict(self, inputs) -> np.ndarray:
+        """Decisions with eps = 0: inputs [N, S, L, F] -> [seeds, N, m]."""
+        predictor, _ = self._nets()
+        inputs = jnp.asarray(inputs, jnp.float32)
+        m = self.shapes.decision_dim
+        fn = jax.jit(jax.vmap(lambda p: train_lib.predict(predictor, p, inputs, m)))
+        return np.asarray(fn(self.params["predictor"]))
+
+    def shaper(self, decision, obs) -> np.ndarray:
+        """The learned loss f_l(decision, obs): [N, m], [N, k] -> [seeds, N]."""
+        if "shaper" not in self.params:
+            raise ValueError(f"method {self.method!r} has no loss shaper")
+        _, shaper = self._nets()
+        decision = jnp.asarray(decision, jnp.float32)
+        obs = jnp.asarray(obs, jnp.float32)
+        m = self.shapes.decision_dim
+        if self.config.shaper_input == "error":
+            x = jnp.concatenate([decision - obs[:, :m], obs], axis=-1)
+        else:
+            x = jnp.concatenate([decision, obs], axis=-1)
+        fn = jax.jit(jax.vmap(lambda s: shaper.apply(s, x)))
+        return np.asarray(fn(self.params["shaper"]))
+
+    def save(self, path: str) -> None:
+        """Writes parameters, config and metadata to one msgpack file."""
+        blob = {
+            "version": _FORMAT_VERSION,
+            "meta": json.dumps(
+                {
+                    "config": self.config.to_dict(),
+                    "seeds": list(self.seeds),
+                    "method": self.method,
+                    "shapes": list(self.shapes),
+                    "best_epoch": np.asarray(self.best_epoch).tolist(),
+                    "timing": self.timing,
+                }
+            ),
+            "params": jax.tree.map(np.asarray, self.params),
+        }
+        with open(path, "wb") as f:
+            f.write(flax.serialization.msgpack_serialize(blob))
+
+
+def load(path: str) -> FitResult:
+    """Reads a FitResult written by ``FitResult.save`` (history is not stored)."""
+    with open(path, "rb") as f:
+        blob = flax.serialization.msgpack_restore(f.read())
+    if blob.get("version") != _FORMAT_VERSION:
+        raise ValueError(f"load: {path} has format {blob.get('version')}, expected 1")
+    meta = json.loads(blob["meta"])
+    shapes = meta["shapes"]
+    return FitResult(
+        config=Config.from_dict(meta["config"]),
+        seeds=tuple(meta["seeds"]),
+        params=jax.tree.map(jnp.asarray, blob["params"]),
+        history=pd.DataFrame(),
+        method=meta["method"],
+        shapes=train_lib.Shapes(tuple(shapes[0]), *shapes[1:]),
+        best_epoch=np.asarray(meta["best_epoch"]),
+        timing=meta["timing"],
+    )
+
+
+def _history_frame(chunks, seeds, steps_per_epoch, first_epoch_of_chunk):
+    frames = []
+    for first, hist in zip(first_epoch_of_chunk, chunks):
+        hist = {k: np.asarray(v) for k, v in hist.items()}  # [S, E, steps]
+        s, e, n = next(iter(hist.values())).shape
+        index = pd.MultiIndex.from_product(
+            [list(seeds), range(first, first + e), range(n)], names=["seed", "epoch", "i"]
+        )
+        frames.append(pd.DataFrame({k: v.reshape(-1) for k, v in hist.items()}, index=index))
+    df = pd.concat(frames).reset_index().sort_values(["seed", "epoch", "i"])
+    df["step"] = df["epoch"] * steps_per_epoch + df["i"]
+    return df.drop(columns="i").reset_index(drop=True)
+
+
+def _run(
+    config: Config,
+    train: Windows,
+    valid: Windows | None,
+    seeds: Sequence[int],
+    method: str,
+    metric=None,
+    loss=None,
+    label: str = "",
+) -> FitResult:
+    train = _as_windows(train, "train")
+    if valid is not None:
+        valid = _as_windows(valid, "valid")
+        if valid.inputs.shape[1:] != train.inputs.shape[1:]:
+            raise ValueError(
+                f"valid windows {valid.inputs.shape[1:]} do not match train "
+                f"{train.inputs.shape[1:]}"
+            )
+    shapes = train_lib.Shapes.of(train)
+    program = train_lib.make_program(config, shapes, metric=metric, loss=loss)
+    keys = _seed_keys(seeds)
+    n_epochs = config.cotrain_epochs if loss is None else config.epochs
+    steps = program.steps_per_epoch
+    tag = f"[{label or method}]"
+
+    t0 = time.perf_counter()
+    state = jax.jit(jax.vmap(lambda k: program.pretrain(k, program.init(k), train)))(keys)
+    jax.block_until_ready(state)
+    t_pre = time.perf_counter() - t0
+
+    chunk_fns: dict[int, Callable] = {}
+
+    def chunk_fn(n):
+        if n not in chunk_fns:
+            chunk_fns[n] = jax.jit(
+                jax.vmap(
+                    lambda k, s, first: program.epochs(k, s, train, valid, first, n),
+                    in_axes=(0, 0, None),
+                )
+            )
+        return chunk_fns[n]
+
+    compiled: dict[int, Any] = {}
+    chunks, firsts = [], []
+    compile_s, run_s, done = 0.0, 0.0, 0
+    epoch = 0
+    while epoch < n_epochs:
+        n = min(config.log_every, n_epochs - epoch)
+        fn = chunk_fn(n)
+        first = jnp.asarray(epoch, jnp.int32)
+        if n not in compiled:
+            t0 = time.perf_counter()
+            compiled[n] = fn.lower(keys, state, first).compile()
+            compile_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state, hist = compiled[n](keys, state, first)
+        jax.block_until_ready(state)
+        run_s += time.perf_counter() - t0
+        done += n * steps
+        chunks.append(hist)
+        firsts.append(epoch)
+        epoch += n
+        rate = done / run_s if run_s > 0 else float("nan")
+        eta = (n_epochs - epoch) * steps / rate if rate == rate and rate > 0 else float("nan")
+        cost = np.asarray(hist["cost"])[:, -1].mean() if "cost" in hist else float("nan")
+        valid_txt = ""
+        if "valid_cost" in hist:
+            valid_txt = f" valid_cost={np.asarray(hist['valid_cost'])[:, -1, -1].mean():.5f}"
+        logging.info(
+            "%s epoch %d/%d step %d steps/s %.1f ETA %.0fs train_cost=%.5f%s",
+            tag, epoch, n_epochs, epoch * steps, rate, eta, cost, valid_txt,
+        )
+    params = train_lib.final_params(config, state, valid is not None)
+    history = _history_frame(chunks, seeds, steps, firsts)
+    best_epoch = np.asarray(state.best_epoch) if config.select_best and valid is not None else np.full(len(keys), -1)
+    timing = {
+        "pretrain_s": t_pre,
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "steps_per_s": done / run_s if run_s > 0 else None,
+    }
+    return FitResult(config, tuple(int(s) for s in seeds), params, history, method, shapes, best_epoch, timing)
+
+
+def fit(
+    config: Config,
+    train: Windows,
+    metric,
+    *,
+    seeds: Sequence[int] = (0,),
+    valid: Windows | None = None,
+    label: str = "",
+) -> FitResult:
+    """Co-trains predictor and loss shaper (Loss2Net) for every seed in one program.
+
+    Args:
+      config: hyper-parameters.
+      train: training windows.
+      metric: per-sample ``metric(decision [m], obs [k]) -> cost`` (jnp or
+        ``l2n.host_metric``), lower is better; never differentiated.
+      seeds: one run per seed, all vmapped.
+      valid: validation windows; with ``config.select_best`` the epoch of lowest true
+        validation cost is kept.
+      label: prefix of progress lines.
+
+    Returns:
+      FitResult.
+    """
+    if not callable(metric):
+        raise ValueError(f"fit: metric must be callable, got {metric!r}")
+    return _run(config, train, valid, seeds, "loss2net", metric=metric, label=label)
+
+
+def fit_fixed_loss(
+    config: Config,
+    train: Windows,
+    loss: Callable,
+    *,
+    seeds: Sequence[int] = (0,),
+    valid: Windows | None = None,
+    metric=None,
+    label: str = "",
+) -> FitResult:
+    """Trains the same predictor on a fixed per-sample loss (a baseline).
+
+    Same architecture, schedules, batch size and number of epochs as ``fit``
+    (pre-training epochs are ordinary epochs here); eps is 0 throughout.
+
+    Args:
+      config: hyper-parameters (shaper fields are ignored).
+      train: training windows.
+      loss: ``loss(prediction [m], target [m]) -> ()``, e.g. ``l2n.losses.mse``.
+      seeds: one run per seed, all vmapped.
+      valid: validation windows, for model selection when ``metric`` is given.
+      metric: the true metric; with ``valid`` and ``config.select_best`` the epoch of
+        lowest true validation cost is kept (the same rule Loss2Net gets).
+      label: prefix of progress lines.
+    """
+    if not callable(loss):
+        raise ValueError(f"fit_fixed_loss: loss must be callable, got {loss!r}")
+    name = getattr(loss, "__name__", "loss")
+    return _run(config, train, valid, seeds, name, metric=metric, loss=loss, label=label)
+
+
+def evaluate(result: FitResult, windows: Windows, metric, decisions=None) -> pd.DataFrame:
+    """True metric of a trained method on ``windows``, one row per seed.
+
+    Args:
+      result: a FitResult.
+      windows: the split to evaluate (usually ``.test``).
+      metric: per-sample metric.
+      decisions: optional [seeds, N, m] decisions to score instead of
+        ``result.predict`` (e.g. after adding a tuned margin).
+
+    Returns:
+      DataFrame with columns seed, method, cost, rmse, mae, under_rate.
+    """
+    windows = _as_windows(windows, "windows")
+    if decisions is None:
+        decisions = result.predict(windows.inputs)
+    return score(decisions, windows, metric, seeds=result.seeds, method=result.method)
+
+
+def score(decisions, windows: Windows, metric, seeds, method: str) -> pd.DataFrame:
+    """Per-seed true cost and forecast errors of decisions [seeds, N, m]."""
+    decisions = jnp.asarray(decisions, jnp.float32)
+    if decisions.ndim != 3 or decisions.shape[1:] != windows.targets.shape:
+        raise ValueError(
+            f"decisions must be [seeds, {windows.targets.shape[0]}, "
+            f"{windows.targets.shape[1]}], got {decisions.shape}"
+        )
+    obs = jnp.asarray(windows.obs, jnp.float32)
+    costs = jax.jit(jax.vmap(lambda d: batch_metric(metric)(d, obs)))(decisions)
+    err = np.asarray(decisions) - np.asarray(windows.targets)[None]
+    return pd.DataFrame(
+        {
+            "seed": list(seeds),
+            "method": method,
+            "cost": np.asarray(costs).mean(axis=1),
+            "rmse": np.sqrt((err**2).mean(axis=(1, 2))),
+            "mae": np.abs(err).mean(axis=(1, 2)),
+            "under_rate": (err < 0).mean(axis=(1, 2)),
+        }
+    )
+

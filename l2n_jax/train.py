@@ -1,0 +1,372 @@
+"""Loss2Net co-training and fixed-loss training as pure, vmappable programs.
+
+``train_step(key, state, batch)`` does the paper's four moves (Algorithm 1) in one
+jitted function: draw ``eps``; decide ``y_hat = f_p(X, eps)`` and get the reported
+cost ``M = metric(y_hat + eps, v)`` (no gradient through it); fit the shaper on
+``(f_l(y_hat + eps, v) - M)^2``; update the predictor on ``f_l(y_hat + eps, v)``
+through the *updated* shaper. An epoch is a ``lax.scan`` over steps; a whole run is a
+pure function of a key (``Program.run``), so ``jax.vmap`` trains all seeds in one
+compiled program. ``fit`` drives the same epoch function in chunks so it can log
+progress between chunks (one host sync per chunk, never per step); chunking does
+not change results, because every key is ``fold_in``-derived from the run key and
+the epoch/step counters.
+"""
+
+from typing import Any, Callable, NamedTuple
+
+import flax.struct as struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from l2n_jax import nets, schedules
+from l2n_jax.config import Config
+from l2n_jax.data import Windows
+from l2n_jax.metrics import batch_metric
+
+PyTree = Any
+Metrics = dict[str, jax.Array]
+
+# fold_in tags that split a run key into independent streams.
+_INIT, _PRETRAIN, _PERM, _STEP = 0, 1, 2, 3
+
+
+@struct.dataclass
+class Replay:
+    """Ring buffer of past (decision, obs, cost) samples for the shaper."""
+
+    decisions: jax.Array  # [R, m]
+    obs: jax.Array  # [R, k]
+    costs: jax.Array  # [R]
+    count: jax.Array  # () int32, samples written so far
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run carries between steps; arrays only, so it stacks under vmap."""
+
+    params: dict  # {'predictor': ..., 'shaper': ...} ('shaper' absent for baselines)
+    opt_state: dict  # same keys as params
+    step: jax.Array  # () int32, optimisation steps taken after pre-training
+    best_params: dict  # params of the best validation epoch so far
+    best_valid: jax.Array  # () float32, its true validation cost
+    best_epoch: jax.Array  # () int32
+    replay: Replay | None
+
+
+class Shapes(NamedTuple):
+    """Static facts about the data a program is compiled for."""
+
+    input_shape: tuple[int, int, int]  # (n_series, lookback, n_features)
+    decision_dim: int  # m
+    obs_dim: int  # k
+    n_train: int
+
+    @classmethod
+    def of(cls, windows: Windows) -> "Shapes":
+        return cls(
+            tuple(int(s) for s in windows.inputs.shape[1:]),
+            int(windows.targets.shape[1]),
+            int(windows.obs.shape[1]),
+            int(windows.inputs.shape[0]),
+        )
+
+
+class Program(NamedTuple):
+    """The pure functions of one training method, all vmappable over a run key.
+
+    ``init(key) -> state``; ``pretrain(key, state, train) -> state``;
+    ``epochs(key, state, train, valid, first_epoch, n) -> (state, history)`` (``n``
+    static); ``run(key, train, valid) -> (state, history)`` the whole run;
+    ``train_step(key, state, batch) -> (state, metrics)``.
+    """
+
+    init: Callable
+    pretrain: Callable
+    epochs: Callable
+    run: Callable
+    train_step: Callable
+    predictor: nets.Network
+    shaper: nets.Network | None
+    steps_per_epoch: int
+
+
+def _steps_per_epoch(config: Config, n_train: int) -> int:
+    steps = n_train // config.batch_size
+    if steps < 1:
+        raise ValueError(
+            f"Config.batch_size ({config.batch_size}) exceeds the {n_train} training "
+            "windows: lower batch_size or bring more data"
+        )
+    return steps
+
+
+def _gate(active, new, old):
+    """``new`` where ``active`` else ``old``, leaf by leaf (branch-free)."""
+    return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
+
+
+def _adam_step(tx, grads, opt_state, params, lr):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    updates = jax.tree.map(lambda u: -lr * u, updates)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def predict(predictor, params, inputs, decision_dim):
+    eps = jnp.zeros((inputs.shape[0], decision_dim), jnp.float32)
+    return predictor.apply(params, inputs, eps)[0]
+
+
+def _target_bounds(train: Windows):
+    lo, hi = train.targets.min(axis=0), train.targets.max(axis=0)
+    pad = 0.1 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def make_program(
+    config: Config, shapes: Shapes, metric=None, loss: Callable | None = None
+) -> Program:
+    """Builds the training program of Loss2Net (``loss=None``) or of a fixed loss.
+
+    Args:
+      config: hyper-parameters.
+      shapes: static data shapes (``Shapes.of(train)``).
+      metric: per-sample true metric; drives Loss2Net and, for both kinds, the
+        validation cost used by ``select_best``. Required for Loss2Net.
+      loss: per-sample ``loss(prediction [m], target [m])`` for a fixed-loss
+        baseline; the predictor then trains on it with eps = 0, no shaper.
+    """
+    m, k = shapes.decision_dim, shapes.obs_dim
+    steps = _steps_per_epoch(config, shapes.n_train)
+    cotrain = loss is None
+    if cotrain and metric is None:
+        raise ValueError("make_program: Loss2Net needs a metric")
+    epochs_main = config.cotrain_epochs if cotrain else config.epochs
+    total = epochs_main * steps
+    lr_fn = schedules.learning_rate(config, total)
+    noise_fn = schedules.noise_std(config, total) if cotrain else schedules.constant(0.0)
+    predictor = nets.make_predictor(config, shapes.input_shape, m)
+    shaper = nets.make_shaper(config, m + k) if cotrain else None
+    metric_b = batch_metric(metric) if metric is not None else None
+    loss_b = jax.vmap(loss) if loss is not None else None
+    tx = optax.scale_by_adam()
+    tx_shaper = optax.adam(config.shaper_lr)
+    tx_pre = optax.adam(config.pretrain_lr)
+    replay_on = cotrain and config.replay_size > 0
+
+    def shaper_input(decisions, obs):
+        if config.shaper_input == "error":
+            decisions = decisions - obs[:, :m]
+        return jnp.concatenate([decisions, obs], axis=-1)
+
+    def init(key):
+        key_p, key_s = jax.random.split(jax.random.fold_in(key, _INIT))
+        params = {"predictor": predictor.init(key_p)}
+        opt_state = {"predictor": tx.init(params["predictor"])}
+        if cotrain:
+            params["shaper"] = shaper.init(key_s)
+            opt_state["shaper"] = tx_shaper.init(params["shaper"])
+        replay = None
+        if replay_on:
+            r = config.replay_size
+            replay = Replay(
+                jnp.zeros((r, m)), jnp.zeros((r, k)), jnp.zeros((r,)), jnp.array(0)
+            )
+        return TrainState(
+            params=params,
+            opt_state=opt_state,
+            step=jnp.array(0, jnp.int32),
+            best_params=params,
+            best_valid=jnp.array(jnp.inf, jnp.float32),
+            best_epoch=jnp.array(-1, jnp.int32),
+            replay=replay,
+        )
+
+    def cotrain_step(key, state, batch, active=True, bounds=None):
+        """Algorithm 1: one co-update of shaper and predictor."""
+        key_noise, key_replay = jax.random.split(key)
+        b = batch.targets.shape[0]
+        sigma = noise_fn(state.step)
+        lr = lr_fn(state.step)
+        eps = sigma * jax.random.normal(key_noise, (b, m))
+        p, s = state.params["predictor"], state.params["shaper"]
+        y_hat, pullback = jax.vjp(lambda q: predictor.apply(q, batch.inputs, eps)[0], p)
+        decisions = jax.lax.stop_gradient(y_hat) + eps
+        costs = jax.lax.stop_gradient(metric_b(decisions, batch.obs))
+
+        fit_x, fit_obs, fit_cost = decisions, batch.obs, costs
+        weights = jnp.ones((b,))
+        replay = state.replay
+        if replay_on:
+            filled = jnp.minimum(replay.count, config.replay_size)
+            idx = jax.random.randint(key_replay, (b,), 0, jnp.maximum(filled, 1))
+            fit_x = jnp.concatenate([fit_x, replay.decisions[idx]])
+            fit_obs = jnp.concatenate([fit_obs, replay.obs[idx]])
+            fit_cost = jnp.concatenate([fit_cost, replay.costs[idx]])
+            weights = jnp.concatenate([weights, jnp.full((b,), filled > 0, jnp.float32)])
+            slot = (replay.count + jnp.arange(b)) % config.replay_size
+            replay = Replay(
+                replay.decisions.at[slot].set(decisions),
+                replay.obs.at[slot].set(batch.obs),
+                replay.costs.at[slot].set(costs),
+                replay.count + b,
+            )
+
+        def shaper_loss(sp):
+            err = shaper.apply(sp, shaper_input(fit_x, fit_obs)) - fit_cost
+            return jnp.sum(weights * err**2) / jnp.sum(weights)
+
+        s_loss, s_grad = jax.value_and_grad(shaper_loss)(s)
+        s_updates, s_opt = tx_shaper.update(s_grad, state.opt_state["shaper"], s)
+        s_new = optax.apply_updates(s, s_updates)
+
+        def shaped_loss(d):
+            value = jnp.mean(shaper.apply(s_new, shaper_input(d, batch.obs)))
+            if config.range_penalty > 0:
+                lo, hi = bounds
+                y = d - eps
+                out = jnp.maximum(lo - y, 0.0) ** 2 + jnp.maximum(y - hi, 0.0) ** 2
+                value = value + config.range_penalty * jnp.mean(jnp.sum(out, axis=-1))
+            return value
+
+        p_loss, d_grad = jax.value_and_grad(shaped_loss)(decisions)
+        (p_grad,) = pullback(d_grad)
+        p_new, p_opt = _adam_step(tx, p_grad, state.opt_state["predictor"], p, lr)
+        p_new, p_opt = _gate(active, (p_new, p_opt), (p, state.opt_state["predictor"]))
+
+        new_state = state.replace(
+            params={"predictor": p_new, "shaper": s_new},
+            opt_state={"predictor": p_opt, "shaper": s_opt},
+            step=state.step + 1,
+            replay=replay,
+        )
+        metrics = {
+            "cost": jnp.mean(costs),
+            "shaper_loss": s_loss,
+            "predictor_loss": p_loss,
+            "mean_error": jnp.mean(y_hat - batch.targets),
+            "noise_std": sigma,
+            "lr": lr,
+        }
+        return new_state, metrics
+
+    def fixed_step(key, state, batch, active=True, bounds=None):
+        """One step of a baseline on its fixed loss (eps = 0, no shaper)."""
+        del key, active, bounds
+        lr = lr_fn(state.step)
+        p = state.params["predictor"]
+
+        def objective(q):
+            pred = predict(predictor, q, batch.inputs, m)
+            return jnp.mean(loss_b(pred, batch.targets)), pred
+
+        (value, pred), grad = jax.value_and_grad(objective, has_aux=True)(p)
+        p_new, p_opt = _adam_step(tx, grad, state.opt_state["predictor"], p, lr)
+        new_state = state.replace(
+            params={"predictor": p_new},
+            opt_state={"predictor": p_opt},
+            step=state.step + 1,
+        )
+        metrics = {"loss": value, "mean_error": jnp.mean(pred - batch.targets), "lr": lr}
+        if metric_b is not None:
+            metrics["cost"] = jnp.mean(metric_b(pred, batch.obs))
+        return new_state, metrics
+
+    step_fn = cotrain_step if cotrain else fixed_step
+
+    def _batches(key, epoch):
+        perm_key = jax.random.fold_in(jax.random.fold_in(key, _PERM), epoch)
+        perm = jax.random.permutation(perm_key, shapes.n_train)
+        return perm[: steps * config.batch_size].reshape(steps, config.batch_size)
+
+    def pretrain(key, state, train):
+        """MSE pre-training of IRs (own next values) and assembler (targets)."""
+        if not cotrain or config.pretrain_epochs == 0:
+            return state
+        key = jax.random.fold_in(key, _PRETRAIN)
+
+        def step(carry, idx):
+            p, opt = carry
+            batch = train.take(idx)
+
+            def objective(q):
+                eps = jnp.zeros((idx.shape[0], m), jnp.float32)
+                pred, forecasts = predictor.apply(q, batch.inputs, eps)
+                return jnp.mean((pred - batch.targets) ** 2) + jnp.mean(
+                    (forecasts - batch.ir_targets) ** 2
+                )
+
+            value, grad = jax.value_and_grad(objective)(p)
+            updates, opt = tx_pre.update(grad, opt, p)
+            return (optax.apply_updates(p, updates), opt), value
+
+        def epoch(carry, e):
+            return jax.lax.scan(step, carry, _batches(key, e))[0], None
+
+        p = state.params["predictor"]
+        (p, _), _ = jax.lax.scan(epoch, (p, tx_pre.init(p)), jnp.arange(config.pretrain_epochs))
+        params = dict(state.params, predictor=p)
+        return state.replace(params=params, best_params=params)
+
+    def validation(params, valid):
+        """(selection criterion, logged values) on the validation split."""
+        pred = predict(predictor, params["predictor"], valid.inputs, m)
+        logged = {}
+        if metric_b is not None:
+            logged["valid_cost"] = jnp.mean(metric_b(pred, valid.obs))
+        if cotrain:
+            return logged["valid_cost"], logged
+        # Baselines stop early on their own loss (standard practice); any knob
+        # (margin, tau) is then tuned on the true metric by the caller.
+        logged["valid_loss"] = jnp.mean(loss_b(pred, valid.targets))
+        return logged["valid_loss"], logged
+
+    def epochs(key, state, train, valid, first_epoch, n):
+        """Runs epochs ``first_epoch .. first_epoch + n - 1`` of the main phase."""
+        bounds = _target_bounds(train)
+        key_step = jax.random.fold_in(key, _STEP)
+
+        def one_epoch(state, e):
+            active = e >= config.shaper_warmup_epochs
+
+            def body(state, idx):
+                step_key = jax.random.fold_in(key_step, state.step)
+                return step_fn(step_key, state, train.take(idx), active, bounds)
+
+            state, history = jax.lax.scan(body, state, _batches(key, e))
+            if valid is not None:
+                cost, logged = validation(state.params, valid)
+                for name, value in logged.items():
+                    history[name] = jnp.broadcast_to(value, (steps,))
+                if config.select_best:
+                    better = cost < state.best_valid
+                    state = state.replace(
+                        best_params=_gate(better, state.params, state.best_params),
+                        best_valid=jnp.where(better, cost, state.best_valid),
+                        best_epoch=jnp.where(better, e, state.best_epoch),
+                    )
+            return state, history
+
+        return jax.lax.scan(one_epoch, state, first_epoch + jnp.arange(n))
+
+    def run(key, train, valid=None):
+        state = pretrain(key, init(key), train)
+        return epochs(key, state, train, valid, 0, epochs_main)
+
+    return Program(
+        init=init,
+        pretrain=pretrain,
+        epochs=epochs,
+        run=run,
+        train_step=step_fn,
+        predictor=predictor,
+        shaper=shaper,
+        steps_per_epoch=steps,
+    )
+
+
+def final_params(config: Config, state: TrainState, has_valid: bool) -> dict:
+    """The parameters a run delivers: best validation epoch if selected, else last."""
+    if config.select_best and has_valid:
+        return state.best_params
+    return state.params

@@ -1,0 +1,42 @@
+"""Use cases: data, metric, default config and method list, one module each.
+
+``REGISTRY`` maps a name to a ``UseCase``; the CLI and benchmarks read it.
+"""
+
+from typing import Callable, NamedTuple
+
+from l2n_jax.compare import Options
+from l2n_jax.config import Config
+from l2n_jax.data import WindowSet
+
+
+class UseCase(NamedTuple):
+    """What the CLI needs to run a use case end to end.
+
+    Attributes:
+      name: registry key.
+      sites: site names, in table order.
+      load: ``load(site) -> WindowSet`` from the shipped data.
+      make_metric: ``make_metric(**params) -> metric(decision, obs)``.
+      get_config: ``get_config(quick=False) -> Config``; quick is the smoke budget.
+      methods: methods run by default.
+      options: ``options(**params) -> compare.Options``.
+    """
+
+    name: str
+    sites: tuple[str, ...]
+    load: Callable[[str], WindowSet]
+    make_metric: Callable
+    get_config: Callable[..., Config]
+    methods: tuple[str, ...]
+    options: Callable[..., Options]
+
+
+def _registry():
+    from usecases import netalloc, toy
+
+    return {uc.name: uc for uc in (netalloc.USECASE, toy.USECASE)}
+
+
+REGISTRY = _registry()
+NAMES = tuple(REGISTRY)
