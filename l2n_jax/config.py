@@ -40,6 +40,9 @@ class Config:
         scaled units.
       noise_schedule: 'exp' (paper), 'fixed' (noise_start) or 'none'.
       feed_eps: feed the exploration noise to the predictor as an input (paper).
+      forecast_skip: IRs forecast last value + a learned change and the assembler
+        adds a linear path from the IR forecasts, initialised so an untrained
+        predictor outputs persistence. Added measure (architecture).
       pretrain_epochs: epochs of MSE pre-training of IRs + assembler before
         co-training, counted in ``epochs`` (paper remark 4). Added measure.
       pretrain_lr: Adam learning rate of pre-training.
@@ -75,6 +78,7 @@ class Config:
     noise_end: float = 0.001
     noise_schedule: str = "exp"
     feed_eps: bool = True
+    forecast_skip: bool = True
     pretrain_epochs: int = 10
     pretrain_lr: float = 1e-3
     shaper_warmup_epochs: int = 0
@@ -95,6 +99,7 @@ class Config:
     def literal(cls, **changes: Any) -> "Config":
         """The paper's Algorithm 1 with every added robustness measure off."""
         base = dict(
+            forecast_skip=False,
             pretrain_epochs=0,
             shaper_warmup_epochs=0,
             replay_size=0,
@@ -188,5 +193,6 @@ def validate(config: Config) -> None:
             f"shaper_warmup_epochs ({config.pretrain_epochs} + "
             f"{config.shaper_warmup_epochs}): no epoch would be left for co-training"
         )
-    if not isinstance(config.feed_eps, bool) or not isinstance(config.select_best, bool):
-        raise ValueError("Config.feed_eps and Config.select_best must be bools")
+    for name in ("feed_eps", "forecast_skip", "select_best"):
+        if not isinstance(getattr(config, name), bool):
+            raise ValueError(f"Config.{name} must be a bool, got {getattr(config, name)!r}")

@@ -9,8 +9,10 @@ module object lives in the training state.
   instead of ``n_series`` small ones). Each IR emits a feature vector and its own
   one-step forecast of its series (last value + a learned change, the target of IR
   pre-training); the assembler sees all features and forecasts plus the exploration
-  noise ``eps`` (paper 3.3) and emits the ``m`` decisions, with a linear skip path
-  from the forecasts (deviation from the paper, see BUILD_NOTES.md).
+  noise ``eps`` (paper 3.3) and emits the ``m`` decisions. With
+  ``Config.forecast_skip`` (a deviation from the paper, see BUILD_NOTES.md) IRs
+  forecast last value + a learned change and the assembler has a linear path from
+  the forecasts, initialised so the untrained predictor is persistence.
 * Loss shaper = a SIREN MLP ``sin(omega0 (W h + b))`` with omega0 = 30 in the first
   layer and 1 after (Sitzmann et al. 2020 initialisation), or a ReLU MLP for the
   ablation; scalar linear output.
@@ -34,7 +36,9 @@ class Network(NamedTuple):
     apply: Callable[..., Any]
 
 
-def _persistence_skip(x, h):
+def _ir_head(x, h, skip):
+    if not skip:
+        return nn.Dense(1)(h)[:, 0]
     # The IR predicts the change from the last value, so an untrained IR already
     # forecasts as well as persistence (the practitioner's first baseline).
     return x[:, -1, 0] + nn.Dense(1, kernel_init=nn.initializers.zeros)(h)[:, 0]
@@ -42,17 +46,19 @@ def _persistence_skip(x, h):
 
 class _MLPIR(nn.Module):
     hidden: tuple[int, ...]
+    skip: bool
 
     @nn.compact
     def __call__(self, x):  # x: [B, lookback, F]
         h = x.reshape(x.shape[0], -1)
         for width in self.hidden:
             h = nn.relu(nn.Dense(width)(h))
-        return h, _persistence_skip(x, h)
+        return h, _ir_head(x, h, self.skip)
 
 
 class _LSTMIR(nn.Module):
     hidden: tuple[int, ...]
+    skip: bool
 
     @nn.compact
     def __call__(self, x):  # x: [B, lookback, F]
@@ -60,7 +66,7 @@ class _LSTMIR(nn.Module):
         for width in self.hidden:
             h = nn.RNN(nn.OptimizedLSTMCell(width))(h)
         h = nn.relu(h[:, -1])
-        return h, _persistence_skip(x, h)
+        return h, _ir_head(x, h, self.skip)
 
 
 class _Predictor(nn.Module):
@@ -69,6 +75,7 @@ class _Predictor(nn.Module):
     assembler: tuple[int, ...]
     decision_dim: int
     feed_eps: bool
+    skip: bool
 
     @nn.compact
     def __call__(self, inputs, eps):  # inputs: [B, S, L, F]; eps: [B, m]
@@ -79,7 +86,7 @@ class _Predictor(nn.Module):
             out_axes=1,
             variable_axes={"params": 0},
             split_rngs={"params": True},
-        )(self.ir_hidden, name="irs")
+        )(self.ir_hidden, self.skip, name="irs")
         features, forecasts = irs(inputs)  # [B, S, H], [B, S]
         parts = [features.reshape(features.shape[0], -1), forecasts]
         if self.feed_eps:
@@ -87,6 +94,8 @@ class _Predictor(nn.Module):
         h = jnp.concatenate(parts, axis=-1)
         for width in self.assembler:
             h = nn.relu(nn.Dense(width)(h))
+        if not self.skip:
+            return nn.Dense(self.decision_dim)(h), forecasts
         # A linear path from the IR forecasts to the decisions, beside the ReLU
         # stack: decisions that are (shifted) combinations of forecasts stay easy.
         # Initialised so the untrained predictor outputs the IR forecasts themselves
@@ -162,7 +171,12 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
     """
     ir_hidden = config.ir_mlp if config.ir_kind == "mlp" else config.predictor_lstm
     module = _Predictor(
-        config.ir_kind, ir_hidden, config.assembler, decision_dim, config.feed_eps
+        config.ir_kind,
+        ir_hidden,
+        config.assembler,
+        decision_dim,
+        config.feed_eps,
+        config.forecast_skip,
     )
     example_x = jnp.zeros((1, *input_shape), jnp.float32)
     example_eps = jnp.zeros((1, decision_dim), jnp.float32)
