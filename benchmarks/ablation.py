@@ -41,6 +41,7 @@ def variants(base: l2n.Config) -> dict[str, l2n.Config]:
         log_every=base.log_every,
     )
     measures = {
+        "+shaper_lr=1e-3": dict(shaper_lr=base.shaper_lr),
         "+forecast_skip": dict(forecast_skip=True),
         "+pretrain": dict(pretrain_epochs=base.pretrain_epochs),
         "+replay": dict(replay_size=base.replay_size or 4096),

@@ -18,7 +18,7 @@ from l2n_jax.config import Config
 from l2n_jax.data import WindowSet
 from l2n_jax.fit import fit, fit_fixed_loss, score
 
-PINBALL_TAUS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+PINBALL_TAUS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 
 
 class Options(NamedTuple):

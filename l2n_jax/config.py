@@ -35,7 +35,9 @@ class Config:
       lr_min, lr_max: range of the predictor's learning rate.
       lr_cycles: number of triangular cycles over co-training (paper: 3).
       lr_schedule: 'cyclic' (paper), 'fixed' (lr_max) or 'exp' (lr_max -> lr_min).
-      shaper_lr: the loss shaper's (constant) Adam learning rate.
+      shaper_lr: the loss shaper's (constant) Adam learning rate. The paper gives
+        none; 1e-3 (= the predictor's peak LR) keeps the shaper ahead of the
+        predictor, ``Config.literal()`` uses the prototype's 1e-4.
       noise_start, noise_end: exploration-noise std at the first / last step, in
         scaled units.
       noise_schedule: 'exp' (paper), 'fixed' (noise_start) or 'none'.
@@ -73,7 +75,7 @@ class Config:
     lr_max: float = 1e-3
     lr_cycles: int = 3
     lr_schedule: str = "cyclic"
-    shaper_lr: float = 1e-4
+    shaper_lr: float = 1e-3
     noise_start: float = 0.1
     noise_end: float = 0.001
     noise_schedule: str = "exp"
@@ -99,6 +101,7 @@ class Config:
     def literal(cls, **changes: Any) -> "Config":
         """The paper's Algorithm 1 with every added robustness measure off."""
         base = dict(
+            shaper_lr=1e-4,
             forecast_skip=False,
             pretrain_epochs=0,
             shaper_warmup_epochs=0,

@@ -228,13 +228,14 @@ def _run(
         epoch += n
         rate = done / run_s if run_s > 0 else float("nan")
         eta = (n_epochs - epoch) * steps / rate if rate == rate and rate > 0 else float("nan")
-        cost = np.asarray(hist["cost"])[:, -1].mean() if "cost" in hist else float("nan")
-        valid_txt = ""
-        if "valid_cost" in hist:
-            valid_txt = f" valid_cost={np.asarray(hist['valid_cost'])[:, -1, -1].mean():.5f}"
+        parts = []
+        for key in ("cost", "loss", "valid_cost", "valid_loss"):
+            if key in hist:  # last step of the chunk, averaged over seeds
+                value = np.asarray(hist[key])[:, -1, -1].mean()
+                parts.append(f"{'train_' + key if 'valid' not in key else key}={value:.5f}")
         logging.info(
-            "%s epoch %d/%d step %d steps/s %.1f ETA %.0fs train_cost=%.5f%s",
-            tag, epoch, n_epochs, epoch * steps, rate, eta, cost, valid_txt,
+            "%s epoch %d/%d step %d steps/s %.1f ETA %.0fs %s",
+            tag, epoch, n_epochs, epoch * steps, rate, eta, " ".join(parts),
         )
     params = train_lib.final_params(config, state, valid is not None)
     history = _history_frame(chunks, seeds, steps, firsts)

@@ -15,13 +15,14 @@ from l2n_jax.config import Config
 Schedule = Callable[[jax.Array], jax.Array]
 
 
-def triangular(base_value: float, peak_value: float, step_size: int) -> Schedule:
+def triangular(base_value: float, peak_value: float, step_size: float) -> Schedule:
     """Triangular cyclic schedule: base -> peak over ``step_size`` steps, then back.
 
     Args:
       base_value: value at counts 0, 2*step_size, 4*step_size, ...
       peak_value: value at counts step_size, 3*step_size, ...
-      step_size: half a cycle, in steps (> 0).
+      step_size: half a cycle, in steps (> 0; may be fractional, so a short run
+        still gets exactly the requested number of cycles).
 
     Returns:
       A function of the (int) count.
@@ -56,7 +57,7 @@ def constant(value: float) -> Schedule:
 def learning_rate(config: Config, total_steps: int) -> Schedule:
     """The predictor's learning rate over ``total_steps`` co-training steps."""
     if config.lr_schedule == "cyclic":
-        step_size = max(1, total_steps // (2 * config.lr_cycles))
+        step_size = max(total_steps, 1) / (2 * config.lr_cycles)
         return triangular(config.lr_min, config.lr_max, step_size)
     if config.lr_schedule == "exp":
         return exponential(config.lr_max, config.lr_min, total_steps)

@@ -117,6 +117,12 @@ def predict(predictor, params, inputs, decision_dim):
     return predictor.apply(params, inputs, eps)[0]
 
 
+def _as_arrays(windows: Windows | None) -> Windows | None:
+    # NumPy windows (what make_windows returns) cannot be indexed by traced
+    # batch indices; jnp arrays can, inside or outside jit.
+    return None if windows is None else Windows(*(jnp.asarray(x) for x in windows))
+
+
 def _target_bounds(train: Windows):
     lo, hi = train.targets.min(axis=0), train.targets.max(axis=0)
     pad = 0.1 * (hi - lo)
@@ -283,6 +289,7 @@ def make_program(
         """MSE pre-training of IRs (own next values) and assembler (targets)."""
         if not cotrain or config.pretrain_epochs == 0:
             return state
+        train = _as_arrays(train)
         key = jax.random.fold_in(key, _PRETRAIN)
 
         def step(carry, idx):
@@ -323,6 +330,7 @@ def make_program(
 
     def epochs(key, state, train, valid, first_epoch, n):
         """Runs epochs ``first_epoch .. first_epoch + n - 1`` of the main phase."""
+        train, valid = _as_arrays(train), _as_arrays(valid)
         bounds = _target_bounds(train)
         key_step = jax.random.fold_in(key, _STEP)
 
