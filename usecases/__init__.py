@@ -32,6 +32,14 @@ class UseCase(NamedTuple):
     options: Callable[..., Options]
 
 
+def quick_config() -> Config:
+    """The smoke-test budget shared by every use case (``l2n_train --quick``)."""
+    return Config(
+        epochs=3, pretrain_epochs=1, batch_size=64, ir_mlp=(16,), assembler=(16,),
+        shaper_hidden=(32, 32), log_every=1,
+    )
+
+
 def _registry():
     from usecases import netalloc, toy
 

@@ -22,7 +22,7 @@ import pandas as pd
 from l2n_jax.compare import Options
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
-from usecases import UseCase
+from usecases import UseCase, quick_config
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data" / "internet_traffic_5min"
 FILES = {
@@ -67,10 +67,7 @@ def load(site: str) -> WindowSet:
 def get_config(quick: bool = False) -> Config:
     """Default budget: fast MLP IR, single-series assembler, paper-size SIREN shaper."""
     if quick:
-        return Config(
-            epochs=3, pretrain_epochs=1, batch_size=64, ir_mlp=(16,), assembler=(16,),
-            shaper_hidden=(32, 32), log_every=1,
-        )
+        return quick_config()
     return Config(
         epochs=60, pretrain_epochs=10, batch_size=64, ir_mlp=(64, 64), assembler=(64,),
         shaper_hidden=(256, 256, 128), replay_size=4096, log_every=10,

@@ -20,7 +20,7 @@ import pandas as pd
 from l2n_jax.compare import Options
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
-from usecases import UseCase
+from usecases import UseCase, quick_config
 
 SITES = {"n2": 2, "n4": 4, "n6": 6, "n12": 12}
 LENGTH = 4000
@@ -69,10 +69,7 @@ def load(site: str) -> WindowSet:
 
 def get_config(quick: bool = False) -> Config:
     if quick:
-        return Config(
-            epochs=3, pretrain_epochs=1, batch_size=64, ir_mlp=(16,), assembler=(16,),
-            shaper_hidden=(32, 32), log_every=1,
-        )
+        return quick_config()
     return Config(
         epochs=60, pretrain_epochs=10, batch_size=64, ir_mlp=(64, 64),
         assembler=(256, 256, 128, 64), replay_size=4096, log_every=10,
