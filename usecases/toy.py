@@ -23,7 +23,7 @@ from l2n_jax.data import WindowSet, make_windows
 from usecases import UseCase, quick_config
 
 SITES = {"n2": 2, "n4": 4, "n6": 6, "n12": 12}
-LENGTH = 4000
+LENGTH = 16000  # long enough that the MLP forecasters beat persistence
 LOOKBACK = 16
 DATA_SEED = 20240
 
@@ -71,7 +71,7 @@ def get_config(quick: bool = False) -> Config:
     if quick:
         return quick_config()
     return Config(
-        epochs=60, pretrain_epochs=10, batch_size=64, ir_mlp=(64, 64),
+        epochs=30, pretrain_epochs=5, batch_size=64, ir_mlp=(64, 64),
         assembler=(256, 256, 128, 64), replay_size=4096, log_every=10,
         noise_start=0.05,
     )
