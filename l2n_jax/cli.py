@@ -66,6 +66,15 @@ def _metric_params(name):
 
 
 def main(argv):
+    """Runs the CLI; a usage error is one line on stderr and exit status 1."""
+    try:
+        _main(argv)
+    except app.UsageError as e:
+        print(f"l2n_train: error: {e} (see l2n_train --help)", file=sys.stderr)
+        sys.exit(1)
+
+
+def _main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from usecases import REGISTRY
@@ -106,7 +115,10 @@ def main(argv):
         raise app.UsageError(f"--workdir={workdir} is not writable: {e.strerror}") from None
 
     seeds = tuple(range(_SEED_OFFSET.value, _SEED_OFFSET.value + _SEEDS.value))
-    metric = uc.make_metric(**params)
+    try:
+        metric = uc.make_metric(**params)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     options = uc.options(**params)
     logging.info(
         "l2n_train usecase=%s sites=%s methods=%s seeds=%s devices=%s",
@@ -143,6 +155,10 @@ def _write(workdir, frames):
 
 def run():
     """Console-script entry point."""
+    # --help lists the main module's key flags; under a console script the main
+    # module is the wrapper, so register this module's flags for it.
+    for flag in flags.FLAGS.get_flags_for_module(__name__):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
     app.run(main)

@@ -67,6 +67,8 @@ def test_smoke_run_writes_the_markdown_summary_and_config(smoke_run):
         ("--usecase=nope", "nope"),
         ("--method=nope", "nope"),
         ("--sites=atlantis", "atlantis"),
+        ("--beta=0", "beta"),
+        ("--epochs=1", "epochs"),
     ],
 )
 def test_bad_flag_exits_non_zero_with_a_short_error_and_no_traceback(flag, mention, tmp_path):
@@ -85,3 +87,21 @@ def test_missing_usecase_is_a_usage_error(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "usecase" in proc.stderr
+
+
+def test_help_documents_every_flag(tmp_path):
+    proc = _run(["--help"], cwd=tmp_path)
+    text = proc.stdout + proc.stderr
+    for flag in ("--usecase", "--seeds", "--workdir", "--method", "--sites", "--epochs",
+                 "--[no]quick", "--beta"):
+        assert flag in text, text
+
+
+def test_unwritable_workdir_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = _run(["--usecase=netalloc", "--quick", f"--workdir={blocker / 'out'}"],
+                cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "workdir" in proc.stderr
