@@ -190,36 +190,33 @@ def _run(
     tag = f"[{label or method}]"
 
     t0 = time.perf_counter()
-    state = jax.jit(jax.vmap(lambda k: program.pretrain(k, program.init(k), train)))(keys)
-    jax.block_until_ready(state)
+    # Data go in as arguments (not closed over), so XLA does not embed them as
+    # constants in the compiled program.
+    start = jax.jit(
+        jax.vmap(lambda k, tr: program.pretrain(k, program.init(k), tr), (0, None))
+    )
+    state = jax.block_until_ready(start(keys, train))
     t_pre = time.perf_counter() - t0
 
-    chunk_fns: dict[int, Callable] = {}
-
-    def chunk_fn(n):
-        if n not in chunk_fns:
-            chunk_fns[n] = jax.jit(
-                jax.vmap(
-                    lambda k, s, first: program.epochs(k, s, train, valid, first, n),
-                    in_axes=(0, 0, None),
-                )
-            )
-        return chunk_fns[n]
-
-    compiled: dict[int, Any] = {}
+    compiled: dict[int, Any] = {}  # chunk length -> AOT-compiled program
     chunks, firsts = [], []
     compile_s, run_s, done = 0.0, 0.0, 0
     epoch = 0
     while epoch < n_epochs:
         n = min(config.log_every, n_epochs - epoch)
-        fn = chunk_fn(n)
         first = jnp.asarray(epoch, jnp.int32)
         if n not in compiled:
+            fn = jax.jit(
+                jax.vmap(
+                    lambda k, s, tr, va, e0, n=n: program.epochs(k, s, tr, va, e0, n),
+                    in_axes=(0, 0, None, None, None),
+                )
+            )
             t0 = time.perf_counter()
-            compiled[n] = fn.lower(keys, state, first).compile()
+            compiled[n] = fn.lower(keys, state, train, valid, first).compile()
             compile_s += time.perf_counter() - t0
         t0 = time.perf_counter()
-        state, hist = compiled[n](keys, state, first)
+        state, hist = compiled[n](keys, state, train, valid, first)
         jax.block_until_ready(state)
         run_s += time.perf_counter() - t0
         done += n * steps
@@ -239,14 +236,20 @@ def _run(
         )
     params = train_lib.final_params(config, state, valid is not None)
     history = _history_frame(chunks, seeds, steps, firsts)
-    best_epoch = np.asarray(state.best_epoch) if config.select_best and valid is not None else np.full(len(keys), -1)
+    if config.select_best and valid is not None:
+        best_epoch = np.asarray(state.best_epoch)
+    else:
+        best_epoch = np.full(len(keys), -1)
     timing = {
         "pretrain_s": t_pre,
         "compile_s": compile_s,
         "run_s": run_s,
         "steps_per_s": done / run_s if run_s > 0 else None,
     }
-    return FitResult(config, tuple(int(s) for s in seeds), params, history, method, shapes, best_epoch, timing)
+    return FitResult(
+        config, tuple(int(s) for s in seeds), params, history, method, shapes,
+        best_epoch, timing,
+    )
 
 
 def fit(
