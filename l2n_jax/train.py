@@ -226,6 +226,9 @@ def make_program(
         s_updates, s_opt = tx_shaper.update(s_grad, state.opt_state["shaper"], s)
         s_new = optax.apply_updates(s, s_updates)
 
+        if config.range_penalty > 0 and bounds is None:
+            raise ValueError("train_step: range_penalty > 0 needs bounds=(lo, hi)")
+
         def shaped_loss(d):
             value = jnp.mean(shaper.apply(s_new, shaper_input(d, batch.obs)))
             if config.range_penalty > 0:
