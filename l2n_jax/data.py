@@ -75,6 +75,76 @@ class WindowSet(NamedTuple):
     input_columns: tuple[str, ...]
 
 
+_FILLS = (None, "ffill", "interpolate")
+
+
+def _rows(index, mask, n=5) -> str:
+    hits = list(index[np.asarray(mask)])
+    more = f" (+{len(hits) - n} more)" if len(hits) > n else ""
+    return ", ".join(str(h) for h in hits[:n]) + more
+
+
+def check_frame(frame: pd.DataFrame, fill: str | None = None) -> pd.DataFrame:
+    """Validates a time-indexed frame; repairs gaps and NaNs only if ``fill`` says so.
+
+    Raises ValueError naming the column, the first offending rows and the fix for:
+    non-numeric columns, unsorted or duplicated timestamps, infinite values, and
+    (unless ``fill``) NaN values and missing timestamps of a regular index.
+    """
+    if fill not in _FILLS:
+        raise ValueError(f"make_windows: fill must be one of {_FILLS}, got {fill!r}")
+    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if bad:
+        raise ValueError(f"make_windows: columns {bad} are not numeric; convert or drop them")
+    index = frame.index
+    dup = index.duplicated(keep=False)
+    if dup.any():
+        raise ValueError(
+            f"make_windows: duplicated timestamps at {_rows(index, dup)}; aggregate "
+            "them first (e.g. frame.groupby(level=0).mean())"
+        )
+    if not index.is_monotonic_increasing:
+        order = np.asarray(index.argsort())
+        first = index[np.flatnonzero(order != np.arange(len(index)))[:1]]
+        raise ValueError(
+            f"make_windows: rows are not in time order (first out of place: "
+            f"{list(first)}); sort them first (frame.sort_index())"
+        )
+    values = frame.to_numpy(np.float64)
+    for j, c in enumerate(frame.columns):
+        inf = np.isinf(values[:, j])
+        if inf.any():
+            raise ValueError(
+                f"make_windows: column {c!r} has infinite values at rows "
+                f"{_rows(index, inf)}; replace them (e.g. with NaN and fill=)"
+            )
+    if isinstance(index, pd.DatetimeIndex) and len(index) > 2:
+        step = pd.Series(index[1:] - index[:-1]).median()
+        regular = pd.date_range(index[0], index[-1], freq=step)
+        missing = regular.difference(index)
+        if len(missing) and fill is None:
+            raise ValueError(
+                f"make_windows: {len(missing)} missing timestamps (step {step}) at "
+                f"{_rows(missing, np.ones(len(missing), bool))}; pass fill='ffill' "
+                "or fill='interpolate' to fill them, or resample the frame yourself"
+            )
+        if len(missing):
+            frame = frame.reindex(frame.index.union(missing))
+    for c in frame.columns:
+        nan = frame[c].isna().to_numpy()
+        if nan.any() and fill is None:
+            raise ValueError(
+                f"make_windows: column {c!r} has NaN values at rows "
+                f"{_rows(frame.index, nan)}; pass fill='ffill' or fill='interpolate'"
+            )
+    if fill == "ffill":
+        frame = frame.ffill().bfill()
+    elif fill == "interpolate":
+        frame = frame.interpolate(method="time" if isinstance(frame.index, pd.DatetimeIndex)
+                                  else "linear").bfill().ffill()
+    return frame
+
+
 def make_windows(
     frame: pd.DataFrame,
     target_columns: Sequence[str],
@@ -82,6 +152,7 @@ def make_windows(
     obs_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     split: tuple[float, float, float] = (0.7, 0.1, 0.2),
     input_columns: Sequence[str] | None = None,
+    fill: str | None = None,
 ) -> WindowSet:
     """Builds scaled sliding windows from a DataFrame indexed by time.
 
@@ -93,6 +164,9 @@ def make_windows(
         ``frame.columns`` order, to the observations ``[N, k]``; default: targets.
       split: fractions of windows for train / valid / test, chronological.
       input_columns: the input series, default all columns of ``frame``.
+      fill: how to repair missing values and missing timestamps, which otherwise
+        raise: None (raise), 'ffill' (repeat the last value) or 'interpolate'
+        (linear in time). Nothing is ever repaired silently.
 
     Returns:
       WindowSet with ``.train``, ``.valid``, ``.test`` (Windows) and ``.scaler``.
@@ -109,6 +183,7 @@ def make_windows(
             )
     if lookback < 1:
         raise ValueError(f"make_windows: lookback must be >= 1, got {lookback}")
+    frame = check_frame(frame, fill)
     values = frame.to_numpy(np.float64)
     n_windows = len(values) - lookback
     n_train = int(split[0] * n_windows)

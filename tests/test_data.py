@@ -155,3 +155,67 @@ def test_windows_take_selects_rows_of_every_field():
     assert len(sub) == 2
     for full, part in zip(ws.train, sub):
         np.testing.assert_array_equal(part, np.asarray(full)[[3, 1]])
+
+
+def _hourly(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2024-01-01", periods=n, freq="h")
+    return pd.DataFrame({"load": 10 + rng.normal(size=n), "temp": rng.normal(size=n)},
+                        index=index)
+
+
+def test_nan_values_are_named_with_column_rows_and_fix():
+    frame = _hourly()
+    frame.iloc[[7, 9], 0] = np.nan
+    with pytest.raises(ValueError, match=r"'load' has NaN values at rows .*07:00.*fill="):
+        l2n.make_windows(frame, ["load"], lookback=4)
+
+
+def test_infinite_values_are_named_with_column_and_rows():
+    frame = _hourly()
+    frame.iloc[3, 1] = np.inf
+    with pytest.raises(ValueError, match=r"'temp' has infinite values at rows .*03:00"):
+        l2n.make_windows(frame, ["load"], lookback=4)
+
+
+def test_duplicated_timestamps_are_named_with_the_fix():
+    frame = _hourly()
+    frame = pd.concat([frame.iloc[:50], frame.iloc[49:]])
+    with pytest.raises(ValueError, match=r"duplicated timestamps at .*01:00.*groupby"):
+        l2n.make_windows(frame, ["load"], lookback=4)
+
+
+def test_unsorted_rows_are_rejected_with_the_fix():
+    frame = _hourly().iloc[::-1]
+    with pytest.raises(ValueError, match=r"not in time order.*sort_index"):
+        l2n.make_windows(frame, ["load"], lookback=4)
+
+
+def test_missing_timestamps_are_named_and_fill_repairs_them_explicitly():
+    frame = _hourly().drop(index=pd.Timestamp("2024-01-02 05:00"))
+    with pytest.raises(ValueError, match=r"1 missing timestamps .*2024-01-02 05:00.*fill="):
+        l2n.make_windows(frame, ["load"], lookback=4)
+    full = l2n.make_windows(_hourly(), ["load"], lookback=4)
+    for fill in ("ffill", "interpolate"):
+        repaired = l2n.make_windows(frame, ["load"], lookback=4, fill=fill)
+        # The gap is filled in, so the window count is that of the complete series.
+        n = sum(len(w) for w in (repaired.train, repaired.valid, repaired.test))
+        assert n == sum(len(w) for w in (full.train, full.valid, full.test))
+
+
+def test_interpolate_fills_a_nan_linearly_in_time():
+    frame = _hourly()
+    frame.iloc[10, 0] = np.nan
+    expected = (frame.iloc[9, 0] + frame.iloc[11, 0]) / 2
+    ws = l2n.make_windows(frame, ["load"], lookback=4, fill="interpolate")
+    value = ws.scaler.inverse(ws.train.inputs[7, 0, 3, 0][None], ["load"])[0]  # row 10
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+
+
+def test_unknown_fill_and_non_numeric_columns_are_rejected():
+    with pytest.raises(ValueError, match="fill must be one of"):
+        l2n.make_windows(_hourly(), ["load"], lookback=4, fill="zero")
+    frame = _hourly()
+    frame["name"] = "x"
+    with pytest.raises(ValueError, match=r"\['name'\] are not numeric"):
+        l2n.make_windows(frame, ["load"], lookback=4)
