@@ -22,7 +22,7 @@ from l2n_jax import nets
 from l2n_jax import train as train_lib
 from l2n_jax.config import Config
 from l2n_jax.data import Windows
-from l2n_jax.metrics import batch_metric
+from l2n_jax.metrics import batch_metric, check_metric
 
 _FORMAT_VERSION = 1
 
@@ -182,6 +182,8 @@ def _run(
                 f"valid windows {valid.inputs.shape[1:]} do not match train "
                 f"{train.inputs.shape[1:]}"
             )
+    if metric is not None:
+        check_metric(metric, train.targets[:8], train.obs[:8])
     shapes = train_lib.Shapes.of(train)
     program = train_lib.make_program(config, shapes, metric=metric, loss=loss)
     keys = _seed_keys(seeds)

@@ -82,6 +82,55 @@ def host_metric(fn, decision_dim: int, obs_dim: int, name: str | None = None) ->
     return HostMetric(fn, decision_dim, obs_dim, name)
 
 
+def check_metric(metric, decisions, obs) -> None:
+    """Calls ``metric`` once on a few samples and raises a clear ValueError if it
+    fails, returns the wrong shape, or a non-float dtype.
+
+    Args:
+      metric: a per-sample metric or a ``host_metric``.
+      decisions: [B, m] example decisions (e.g. training targets).
+      obs: [B, k] matching observations.
+    """
+    name = metric_name(metric)
+    decisions = np.asarray(decisions, np.float32)
+    obs = np.asarray(obs, np.float32)
+    b, m, k = decisions.shape[0], decisions.shape[1], obs.shape[1]
+    what = f"decisions [{b}, {m}] and obs [{b}, {k}]"
+    if isinstance(metric, HostMetric):
+        if (metric.decision_dim, metric.obs_dim) != (m, k):
+            raise ValueError(
+                f"host metric {name!r} was declared for decision_dim="
+                f"{metric.decision_dim}, obs_dim={metric.obs_dim}, but the data have "
+                f"m={m}, k={k}"
+            )
+        try:
+            out = np.asarray(metric.fn(decisions, obs))
+        except Exception as e:  # a user's black box: report whatever it raised
+            raise ValueError(
+                f"host metric {name!r} raised {type(e).__name__}: {e} when called on {what}"
+            ) from e
+        shape, dtype = out.shape, out.dtype
+        expected = f"costs [{b}]"
+    else:
+        try:
+            out = jax.eval_shape(jax.vmap(metric), decisions, obs)
+        except Exception as e:
+            raise ValueError(
+                f"metric {name!r} failed on one sample (decision [{m}], obs [{k}]): "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        shape, dtype = out.shape, out.dtype
+        expected = "a scalar cost per sample"
+    if tuple(shape) != (b,):
+        got = shape if isinstance(metric, HostMetric) else shape[1:]
+        raise ValueError(f"metric {name!r} must return {expected}, returned shape {tuple(got)}")
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(
+            f"metric {name!r} must return float costs, returned dtype {dtype}; "
+            "cast the cost to float"
+        )
+
+
 def batch_metric(metric: MetricFn) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """``metric`` over a batch: ``(decisions [B, m], obs [B, k]) -> costs [B]``."""
     if isinstance(metric, StatefulMetric):

@@ -116,3 +116,50 @@ def test_fit_with_host_metric_matches_fit_with_the_jnp_metric(windowset):
     cost_host = l2n.evaluate(r_host, windowset.test, host)["cost"]
     cost_jnp = l2n.evaluate(r_jnp, windowset.test, asymmetric_cost)["cost"]
     np.testing.assert_allclose(cost_host, cost_jnp, rtol=1e-4)
+
+
+def _tiny_windows():
+    from conftest import make_series
+
+    return l2n.make_windows(make_series(300, seed=0), ["load"], lookback=4)
+
+
+def test_metric_returning_the_wrong_shape_is_named_at_the_first_call():
+    ws = _tiny_windows()
+
+    def vector_cost(decision, obs):
+        return decision - obs  # [1], not a scalar
+
+    with pytest.raises(ValueError, match=r"metric 'vector_cost' must return a scalar .*\(1,\)"):
+        l2n.fit(l2n.Config(epochs=3, pretrain_epochs=1, batch_size=32), ws.train, vector_cost)
+
+
+def test_metric_returning_integers_is_rejected_with_the_dtype():
+    ws = _tiny_windows()
+
+    def int_cost(decision, obs):
+        return jnp.sum(decision < obs).astype(jnp.int32)
+
+    with pytest.raises(ValueError, match=r"'int_cost' must return float costs, returned dtype int32"):
+        l2n.fit(l2n.Config(epochs=3, pretrain_epochs=1, batch_size=32), ws.train, int_cost)
+
+
+def test_host_metric_raising_is_reported_with_its_name_and_exception():
+    ws = _tiny_windows()
+
+    def broken(decisions, obs):
+        raise KeyError("tariff table")
+
+    metric = l2n.host_metric(broken, 1, 1)
+    with pytest.raises(ValueError, match=r"host metric 'broken' raised KeyError: 'tariff table'"):
+        l2n.fit(l2n.Config(epochs=3, pretrain_epochs=1, batch_size=32), ws.train, metric)
+
+
+def test_host_metric_with_wrong_output_length_or_dims_is_rejected():
+    ws = _tiny_windows()
+    scalar = l2n.host_metric(lambda d, o: float(np.sum(d)), 1, 1, name="total")
+    with pytest.raises(ValueError, match=r"'total' must return costs \[8\], returned shape \(\)"):
+        l2n.fit(l2n.Config(epochs=3, pretrain_epochs=1, batch_size=32), ws.train, scalar)
+    wrong_dims = l2n.host_metric(lambda d, o: np.sum(d, axis=1), 2, 1, name="two")
+    with pytest.raises(ValueError, match=r"declared for decision_dim=2"):
+        l2n.fit(l2n.Config(epochs=3, pretrain_epochs=1, batch_size=32), ws.train, wrong_dims)
