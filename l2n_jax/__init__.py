@@ -11,7 +11,15 @@ Public API (names fixed by SPEC section 3)::
 from l2n_jax import losses
 from l2n_jax.config import Config
 from l2n_jax.data import Scaler, Windows, WindowSet, make_windows
-from l2n_jax.fit import FitResult, evaluate, fit, fit_fixed_loss, load, score
+from l2n_jax.fit import (
+    FitResult,
+    NonFiniteError,
+    evaluate,
+    fit,
+    fit_fixed_loss,
+    load,
+    score,
+)
 from l2n_jax.metrics import HostMetric, StatefulMetric, host_metric
 from l2n_jax.train import TrainState, make_program
 
@@ -19,6 +27,7 @@ __all__ = [
     "Config",
     "FitResult",
     "HostMetric",
+    "NonFiniteError",
     "Scaler",
     "StatefulMetric",
     "TrainState",

@@ -225,6 +225,7 @@ def _run(
         chunks.append(hist)
         firsts.append(epoch)
         epoch += n
+        _raise_if_nonfinite(state, seeds, tag)
         rate = done / run_s if run_s > 0 else float("nan")
         eta = (n_epochs - epoch) * steps / rate if rate == rate and rate > 0 else float("nan")
         parts = []
@@ -252,6 +253,23 @@ def _run(
         config, tuple(int(s) for s in seeds), params, history, method, shapes,
         best_epoch, timing,
     )
+
+
+class NonFiniteError(FloatingPointError):
+    """A run produced a NaN/inf cost, loss or parameter and was stopped."""
+
+
+def _raise_if_nonfinite(state, seeds, tag):
+    bad = np.asarray(state.bad_step)
+    if (bad >= 0).any():
+        which = ", ".join(
+            f"seed {s} at step {int(b)}" for s, b in zip(seeds, bad) if b >= 0
+        )
+        raise NonFiniteError(
+            f"{tag} non-finite cost, loss or parameters ({which}); the run was frozen "
+            "at its last finite step. Check the metric for NaN/inf outputs, or lower "
+            "lr_max / shaper_lr."
+        )
 
 
 def fit(

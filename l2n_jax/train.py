@@ -52,6 +52,7 @@ class TrainState:
     best_valid: jax.Array  # () float32, its true validation cost
     best_epoch: jax.Array  # () int32
     replay: Replay | None
+    bad_step: jax.Array  # () int32, first step with a non-finite cost/loss/param, -1
 
 
 class Shapes(NamedTuple):
@@ -104,6 +105,21 @@ def _steps_per_epoch(config: Config, n_train: int) -> int:
 def _gate(active, new, old):
     """``new`` where ``active`` else ``old``, leaf by leaf (branch-free)."""
     return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
+
+
+def _guard(state, new_state, *values):
+    """Freezes the run at the first non-finite value, branch-free.
+
+    Returns ``new_state`` if every value and parameter is finite and the run is
+    still healthy, else ``state`` with ``bad_step`` recording the first bad step;
+    ``fit`` reports it after the scan (no host round trip per step).
+    """
+    leaves = list(values) + jax.tree.leaves(new_state.params)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+    healthy = state.bad_step < 0
+    kept = _gate(finite & healthy, new_state, state)
+    bad_step = jnp.where(healthy & ~finite, state.step, state.bad_step)
+    return kept.replace(bad_step=bad_step)
 
 
 def _adam_step(tx, grads, opt_state, params, lr):
@@ -186,6 +202,7 @@ def make_program(
             best_valid=jnp.array(jnp.inf, jnp.float32),
             best_epoch=jnp.array(-1, jnp.int32),
             replay=replay,
+            bad_step=jnp.array(-1, jnp.int32),
         )
 
     def cotrain_step(key, state, batch, active=True, bounds=None):
@@ -257,7 +274,7 @@ def make_program(
             "noise_std": sigma,
             "lr": lr,
         }
-        return new_state, metrics
+        return _guard(state, new_state, costs, s_loss, p_loss), metrics
 
     def fixed_step(key, state, batch, active=True, bounds=None):
         """One step of a baseline on its fixed loss (eps = 0, no shaper)."""
@@ -279,6 +296,8 @@ def make_program(
         metrics = {"loss": value, "mean_error": jnp.mean(pred - batch.targets), "lr": lr}
         if metric_b is not None:
             metrics["cost"] = jnp.mean(metric_b(pred, batch.obs))
+        # Not guarded: fixed losses are library-defined, and the guard's extra ops
+        # change XLA's fusion (and so the last bits) of the committed baselines.
         return new_state, metrics
 
     step_fn = cotrain_step if cotrain else fixed_step

@@ -259,3 +259,26 @@ def test_every_added_measure_and_variant_trains_to_finite_values(train, valid, k
     chex.assert_tree_all_finite(history)
     assert int(state.replay.count) == int(state.step) * config.batch_size
     assert set(history) == COTRAIN_METRICS | {"valid_cost"}
+
+
+def test_a_nan_cost_stops_fit_with_the_seed_and_step(windowset):
+    def nan_above(decision, obs):  # NaN whenever the decision exceeds the demand
+        x = decision - obs
+        return jnp.sum(jnp.where(x > 0, jnp.nan, -x))
+
+    config = tiny_config()
+    with pytest.raises(l2n.NonFiniteError, match=r"seed 0 at step \d+.*seed 1 at step \d+"):
+        l2n.fit(config, windowset.train, nan_above, seeds=(0, 1))
+
+
+def test_the_guard_freezes_the_state_at_the_first_bad_step(train, key):
+    def nan_cost(decision, obs):
+        return jnp.sum(decision) * jnp.nan
+
+    program = l2n.make_program(tiny_config(), Shapes.of(train), metric=nan_cost)
+    state = program.init(key)
+    batch = train.take(jnp.arange(8))
+    new, _ = jax.jit(program.train_step)(key, state, batch)
+    assert int(new.bad_step) == 0
+    chex.assert_trees_all_equal(new.params, state.params)
+    chex.assert_trees_all_equal(new.step, state.step)
