@@ -7,12 +7,20 @@ Example::
 writes ``results.csv`` (one row per site x method x seed), ``results.md`` (mean ±
 std per site x method) and ``config.json`` under ``--workdir``. Progress lines
 (epoch, steps/s, ETA, costs) go to the log (stderr).
+
+Resume: every training writes a checkpoint under ``<workdir>/checkpoints/`` every
+``--checkpoint_every`` epochs, and finished (site, method) rows go to results.csv at
+once. Run the same command again on the same workdir and it skips what is finished
+and resumes the rest from its checkpoints, with the same final results as an
+uninterrupted run (bitwise on CPU). A workdir holding a different run (other seeds,
+config or metric parameters) is refused unless ``--overwrite``.
 """
 
 import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import sys
 
 import jax
@@ -20,6 +28,7 @@ import pandas as pd
 from absl import app, flags, logging
 
 from l2n_jax.compare import METHODS, run_method, summary_table
+from l2n_jax.fit import NonFiniteError
 
 _USECASE = flags.DEFINE_string(
     "usecase", None, "Use case to run: netalloc | toy (see README)."
@@ -44,6 +53,15 @@ _EPOCHS = flags.DEFINE_integer(
     "epochs", None, "Override the total epochs of every method.", lower_bound=2
 )
 _BATCH = flags.DEFINE_integer("batch_size", None, "Override the batch size.", lower_bound=1)
+_CHECKPOINT_EVERY = flags.DEFINE_integer(
+    "checkpoint_every", None,
+    "Write a checkpoint (and a progress line) every N epochs (default: the use case's).",
+    lower_bound=1,
+)
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False,
+    "Discard results and checkpoints already in --workdir instead of resuming them.",
+)
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny smoke-test budget (seconds, not minutes).")
 _BETA = flags.DEFINE_float(
     "beta", None, "netalloc: SLA fee of an under-provision (scaled units, default 0.5).",
@@ -72,6 +90,9 @@ def main(argv):
     except app.UsageError as e:
         print(f"l2n_train: error: {e} (see l2n_train --help)", file=sys.stderr)
         sys.exit(1)
+    except NonFiniteError as e:
+        print(f"l2n_train: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _main(argv):
@@ -101,6 +122,8 @@ def _main(argv):
         overrides["pretrain_epochs"] = min(config.pretrain_epochs, _EPOCHS.value // 2)
     if _BATCH.value is not None:
         overrides["batch_size"] = _BATCH.value
+    if _CHECKPOINT_EVERY.value is not None:
+        overrides["log_every"] = _CHECKPOINT_EVERY.value
     try:
         config = config.replace(**overrides)
     except ValueError as e:
@@ -124,30 +147,72 @@ def _main(argv):
         "l2n_train usecase=%s sites=%s methods=%s seeds=%s devices=%s",
         name, sites, methods, seeds, jax.devices(),
     )
-    (workdir / "config.json").write_text(
-        json.dumps(
-            {"usecase": name, "metric_params": params, "seeds": seeds,
-             "config": dataclasses.asdict(config)},
-            indent=2,
-        )
-    )
-    frames = []
+    run_info = {"usecase": name, "metric_params": params, "seeds": list(seeds),
+                "config": dataclasses.asdict(config)}
+    done = _prepare_workdir(workdir, run_info, _OVERWRITE.value)
+    (workdir / "config.json").write_text(json.dumps(run_info, indent=2))
+    frames = [] if done is None else [done]
     for site in sites:
         ws = uc.load(site)
         for method in methods:
-            df = run_method(method, config, ws, metric, seeds, options, label=f"{name}/{site}")
+            if done is not None and ((done["site"] == site) & (done["method"] == method)).any():
+                logging.info("[%s/%s/%s] already in results.csv, skipped", name, site, method)
+                continue
+            df = run_method(
+                method, config, ws, metric, seeds, options, label=f"{name}/{site}",
+                checkpoint_dir=str(workdir / "checkpoints" / site),
+            )
             df.insert(0, "site", site)
             df.insert(0, "usecase", name)
-            frames.append(df)
+            frames.append(df.rename(columns={"cost": "test_cost"}))
             # Written after every method so a long run leaves partial results.
             _write(workdir, frames)
     results = _write(workdir, frames)
+    # Every training finished and its rows are written: the checkpoints are spent.
+    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
     print(summary_table(results))
     logging.info("wrote %s and %s", workdir / "results.csv", workdir / "results.md")
 
 
+def _prepare_workdir(workdir, run_info, overwrite):
+    """Rows already finished in ``workdir`` (None if none); refuses a different run."""
+    info_path, csv_path = workdir / "config.json", workdir / "results.csv"
+    if overwrite:
+        for path in (info_path, csv_path, workdir / "results.md"):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
+        return None
+    if not info_path.exists():
+        return None
+    try:
+        old = json.loads(info_path.read_text())
+    except (OSError, ValueError) as e:
+        raise app.UsageError(f"--workdir={workdir}: config.json is unreadable ({e}); "
+                             "pass --overwrite or another --workdir") from None
+    # Chunk length does not change results, so a resume may use another one.
+    ignore = {"log_every"}
+    diff = [k for k in ("usecase", "metric_params", "seeds") if old.get(k) != run_info[k]]
+    old_cfg = old.get("config", {})
+    diff += [f"config.{k}" for k, v in run_info["config"].items()
+             if k not in ignore and old_cfg.get(k) != _jsonable(v)]
+    if diff:
+        raise app.UsageError(
+            f"--workdir={workdir} holds a different run (differs in {', '.join(diff)}); "
+            "pass --overwrite to discard it, or use another --workdir"
+        )
+    if not csv_path.exists():
+        return None
+    done = pd.read_csv(csv_path)
+    logging.info("resuming in %s: %d finished rows kept", workdir, len(done))
+    return done
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value))
+
+
 def _write(workdir, frames):
-    results = pd.concat(frames, ignore_index=True).rename(columns={"cost": "test_cost"})
+    results = pd.concat(frames, ignore_index=True)
     results.to_csv(workdir / "results.csv", index=False)
     (workdir / "results.md").write_text(summary_table(results))
     return results

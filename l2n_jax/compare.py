@@ -6,6 +6,7 @@ the true metric, as Loss2Net's epoch selection is. Each method trains all seeds 
 one vmapped program. Rows are tidy: one per site x method x seed.
 """
 
+import os
 import time
 from typing import NamedTuple, Sequence
 
@@ -48,11 +49,17 @@ def _rows(decisions, forecasts, ws, metric, seeds, method, knob=None):
 _FIXED_FITS: dict = {}
 
 
-def _fit_fixed(config, ws, loss, seeds, label):
+def _checkpoint(directory, name):
+    return None if directory is None else os.path.join(directory, f"{name}.ckpt")
+
+
+def _fit_fixed(config, ws, loss, seeds, label, checkpoint_dir=None):
     key = (id(ws.train), config, seeds, loss)
     if key not in _FIXED_FITS:
-        result = fit_fixed_loss(config, ws.train, loss, seeds=seeds, valid=ws.valid,
-                                label=label)
+        result = fit_fixed_loss(
+            config, ws.train, loss, seeds=seeds, valid=ws.valid, label=label,
+            checkpoint=_checkpoint(checkpoint_dir, loss.__name__),
+        )
         _FIXED_FITS[key] = (ws, result)
     return _FIXED_FITS[key][1]
 
@@ -75,8 +82,12 @@ def run_method(
     seeds: Sequence[int],
     options: Options = Options(),
     label: str = "",
+    checkpoint_dir: str | None = None,
 ) -> pd.DataFrame:
     """Trains/tunes one method on ``ws.train``/``ws.valid``, scores it on ``ws.test``.
+
+    With ``checkpoint_dir``, every training writes ``<dir>/<loss>.ckpt`` and resumes
+    from it when present (see ``l2n.fit``).
 
     Returns:
       DataFrame, one row per seed: method, seed, cost, rmse, mae, under_rate,
@@ -86,7 +97,8 @@ def run_method(
     seeds = tuple(seeds)
     tag = f"{label}/{method}" if label else method
     if method == "loss2net":
-        result = fit(config, ws.train, metric, seeds=seeds, valid=ws.valid, label=tag)
+        result = fit(config, ws.train, metric, seeds=seeds, valid=ws.valid, label=tag,
+                     checkpoint=_checkpoint(checkpoint_dir, "loss2net"))
         d = result.predict(ws.test.inputs)
         df = _rows(d, d, ws, metric, seeds, method)
     elif method in ("mse", "msle", "mae", "alpha_omc"):
@@ -96,11 +108,11 @@ def run_method(
             loss = losses.alpha_omc(options.alpha, options.omc_e)
         else:
             loss = getattr(losses, method)
-        result = _fit_fixed(config, ws, loss, seeds, tag)
+        result = _fit_fixed(config, ws, loss, seeds, tag, checkpoint_dir)
         d = result.predict(ws.test.inputs)
         df = _rows(d, d, ws, metric, seeds, method)
     elif method == "mse_margin":
-        result = _fit_fixed(config, ws, losses.mse, seeds, tag)
+        result = _fit_fixed(config, ws, losses.mse, seeds, tag, checkpoint_dir)
         df = _with_margin(
             result.predict(ws.valid.inputs), result.predict(ws.test.inputs),
             ws, metric, seeds, method,
@@ -108,9 +120,10 @@ def run_method(
     elif method == "pinball_tuned":
         best = None
         for tau in options.taus:
+            loss = losses.pinball(tau)
             result = fit_fixed_loss(
-                config, ws.train, losses.pinball(tau), seeds=seeds, valid=ws.valid,
-                label=f"{tag}[tau={tau}]",
+                config, ws.train, loss, seeds=seeds, valid=ws.valid,
+                label=f"{tag}[tau={tau}]", checkpoint=_checkpoint(checkpoint_dir, loss.__name__),
             )
             valid = score(result.predict(ws.valid.inputs), ws.valid, metric, seeds, method)
             if best is None or valid["cost"].mean() < best[0]:

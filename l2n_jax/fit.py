@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
+from l2n_jax import checkpoint as ckpt_lib
 from l2n_jax import nets
 from l2n_jax import train as train_lib
 from l2n_jax.config import Config
@@ -173,6 +174,7 @@ def _run(
     metric=None,
     loss=None,
     label: str = "",
+    checkpoint: str | None = None,
 ) -> FitResult:
     train = _as_windows(train, "train")
     if valid is not None:
@@ -191,19 +193,29 @@ def _run(
     steps = program.steps_per_epoch
     tag = f"[{label or method}]"
 
-    t0 = time.perf_counter()
     # Data go in as arguments (not closed over), so XLA does not embed them as
     # constants in the compiled program.
     start = jax.jit(
         jax.vmap(lambda k, tr: program.pretrain(k, program.init(k), tr), (0, None))
     )
-    state = jax.block_until_ready(start(keys, train))
+    fingerprint = None
+    restored = None
+    if checkpoint is not None:
+        fingerprint = _fingerprint(config, seeds, method, shapes, train, valid)
+        template = jax.eval_shape(start, keys, train)
+        restored = ckpt_lib.restore(checkpoint, template, fingerprint)
+    t0 = time.perf_counter()
+    if restored is None:
+        state = jax.block_until_ready(start(keys, train))
+        chunks, firsts, epoch = [], [], 0
+    else:
+        state, epoch = restored.state, restored.epoch
+        chunks, firsts = restored.chunks, restored.firsts
+        logging.info("%s resuming from %s at epoch %d/%d", tag, checkpoint, epoch, n_epochs)
     t_pre = time.perf_counter() - t0
 
     compiled: dict[int, Any] = {}  # chunk length -> AOT-compiled program
-    chunks, firsts = [], []
     compile_s, run_s, done = 0.0, 0.0, 0
-    epoch = 0
     while epoch < n_epochs:
         n = min(config.log_every, n_epochs - epoch)
         first = jnp.asarray(epoch, jnp.int32)
@@ -222,10 +234,14 @@ def _run(
         jax.block_until_ready(state)
         run_s += time.perf_counter() - t0
         done += n * steps
+        # A non-finite chunk is reported before it is saved: the checkpoint on disk
+        # stays the last good one.
+        _raise_if_nonfinite(state, seeds, tag, checkpoint)
         chunks.append(hist)
         firsts.append(epoch)
         epoch += n
-        _raise_if_nonfinite(state, seeds, tag)
+        if checkpoint is not None:
+            ckpt_lib.save(checkpoint, state, epoch, chunks, firsts, fingerprint)
         rate = done / run_s if run_s > 0 else float("nan")
         eta = (n_epochs - epoch) * steps / rate if rate == rate and rate > 0 else float("nan")
         parts = []
@@ -238,7 +254,7 @@ def _run(
             tag, epoch, n_epochs, epoch * steps, rate, eta, " ".join(parts),
         )
     params = train_lib.final_params(config, state, valid is not None)
-    history = _history_frame(chunks, seeds, steps, firsts)
+    history = _history_frame(chunks, seeds, steps, firsts) if chunks else pd.DataFrame()
     if config.select_best and valid is not None:
         best_epoch = np.asarray(state.best_epoch)
     else:
@@ -259,17 +275,32 @@ class NonFiniteError(FloatingPointError):
     """A run produced a NaN/inf cost, loss or parameter and was stopped."""
 
 
-def _raise_if_nonfinite(state, seeds, tag):
+def _raise_if_nonfinite(state, seeds, tag, checkpoint=None):
     bad = np.asarray(state.bad_step)
     if (bad >= 0).any():
         which = ", ".join(
             f"seed {s} at step {int(b)}" for s, b in zip(seeds, bad) if b >= 0
         )
+        kept = f" The last good checkpoint is kept in {checkpoint}." if checkpoint else ""
         raise NonFiniteError(
             f"{tag} non-finite cost, loss or parameters ({which}); the run was frozen "
             "at its last finite step. Check the metric for NaN/inf outputs, or lower "
-            "lr_max / shaper_lr."
+            f"lr_max / shaper_lr.{kept}"
         )
+
+
+def _fingerprint(config, seeds, method, shapes, train, valid) -> dict:
+    """What must match for a checkpoint to be resumed (chunking does not matter)."""
+    cfg = config.to_dict()
+    cfg.pop("log_every", None)
+    arrays = list(train) + (list(valid) if valid is not None else [])
+    return {
+        "config": cfg,
+        "seeds": [int(s) for s in seeds],
+        "method": method,
+        "shapes": [list(shapes.input_shape), *shapes[1:]],
+        "data": ckpt_lib.data_digest(*arrays),
+    }
 
 
 def fit(
@@ -280,6 +311,7 @@ def fit(
     seeds: Sequence[int] = (0,),
     valid: Windows | None = None,
     label: str = "",
+    checkpoint: str | None = None,
 ) -> FitResult:
     """Co-trains predictor and loss shaper (Loss2Net) for every seed in one program.
 
@@ -292,13 +324,18 @@ def fit(
       valid: validation windows; with ``config.select_best`` the epoch of lowest true
         validation cost is kept.
       label: prefix of progress lines.
+      checkpoint: a file path; the run state is written there after every chunk of
+        ``config.log_every`` epochs, and a run started on an existing checkpoint
+        resumes from it (bitwise the same result as an uninterrupted run). A
+        checkpoint written by a different config, seeds or data raises ValueError.
 
     Returns:
       FitResult.
     """
     if not callable(metric):
         raise ValueError(f"fit: metric must be callable, got {metric!r}")
-    return _run(config, train, valid, seeds, "loss2net", metric=metric, label=label)
+    return _run(config, train, valid, seeds, "loss2net", metric=metric, label=label,
+                checkpoint=checkpoint)
 
 
 def fit_fixed_loss(
@@ -310,6 +347,7 @@ def fit_fixed_loss(
     valid: Windows | None = None,
     metric=None,
     label: str = "",
+    checkpoint: str | None = None,
 ) -> FitResult:
     """Trains the same predictor on a fixed per-sample loss (a baseline).
 
@@ -325,11 +363,13 @@ def fit_fixed_loss(
       metric: the true metric; with ``valid`` and ``config.select_best`` the epoch of
         lowest true validation cost is kept (the same rule Loss2Net gets).
       label: prefix of progress lines.
+      checkpoint: a file path to write and resume from (see ``fit``).
     """
     if not callable(loss):
         raise ValueError(f"fit_fixed_loss: loss must be callable, got {loss!r}")
     name = getattr(loss, "__name__", "loss")
-    return _run(config, train, valid, seeds, name, metric=metric, loss=loss, label=label)
+    return _run(config, train, valid, seeds, name, metric=metric, loss=loss, label=label,
+                checkpoint=checkpoint)
 
 
 def evaluate(result: FitResult, windows: Windows, metric, decisions=None) -> pd.DataFrame:

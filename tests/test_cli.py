@@ -1,6 +1,7 @@
 """The l2n_train console script, run as a user would, in a subprocess."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -93,7 +94,7 @@ def test_help_documents_every_flag(tmp_path):
     proc = _run(["--help"], cwd=tmp_path)
     text = proc.stdout + proc.stderr
     for flag in ("--usecase", "--seeds", "--workdir", "--method", "--sites", "--epochs",
-                 "--[no]quick", "--beta"):
+                 "--[no]quick", "--beta", "--checkpoint_every", "--[no]overwrite"):
         assert flag in text, text
 
 
@@ -105,3 +106,70 @@ def test_unwritable_workdir_is_a_usage_error(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "workdir" in proc.stderr
+
+
+_RESUME_ARGS = ["--usecase=toy", "--quick", "--sites=n2", "--method=loss2net",
+                "--seeds=2", "--epochs=12", "--checkpoint_every=1"]
+
+
+def _kill_after_epoch(args, cwd, epoch):
+    """Starts l2n_train and SIGKILLs it once it logs the end of ``epoch``."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen(_command() + args, cwd=cwd, env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if f"epoch {epoch}/" in line:
+                proc.kill()
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    return "".join(seen)
+
+
+def test_a_killed_run_resumed_on_its_workdir_gives_the_uninterrupted_results(tmp_path):
+    whole = _run(_RESUME_ARGS + [f"--workdir={tmp_path / 'whole'}"], cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    workdir = tmp_path / "killed"
+    log = _kill_after_epoch(_RESUME_ARGS + [f"--workdir={workdir}"], tmp_path, epoch=2)
+    assert "epoch 2/" in log, log[-3000:]
+    assert not (workdir / "results.csv").exists()  # it really died mid-way
+    assert list((workdir / "checkpoints").rglob("*.ckpt"))
+
+    resumed = _run(_RESUME_ARGS + [f"--workdir={workdir}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    found = re.search(r"resuming from .* at epoch (\d+)/(\d+)", resumed.stderr)
+    assert found and 2 <= int(found[1]) < int(found[2]), resumed.stderr[-3000:]
+    a = pd.read_csv(tmp_path / "whole" / "results.csv").drop(columns="train_s")
+    b = pd.read_csv(workdir / "results.csv").drop(columns="train_s")
+    pd.testing.assert_frame_equal(a, b)
+    assert not (workdir / "checkpoints").exists()  # spent checkpoints are removed
+
+
+def test_a_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):
+    workdir = tmp_path / "out"
+    args = ["--usecase=netalloc", "--quick", "--sites=eu", "--method=persistence",
+            f"--workdir={workdir}"]
+    assert _run(args + ["--seeds=1"], cwd=tmp_path).returncode == 0
+    proc = _run(args + ["--seeds=2"], cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "different run" in proc.stderr and "seeds" in proc.stderr
+    proc = _run(args + ["--seeds=2", "--overwrite"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(pd.read_csv(workdir / "results.csv")) == 2
+
+
+def test_finished_methods_are_skipped_when_the_command_is_rerun(tmp_path):
+    workdir = tmp_path / "out"
+    args = ["--usecase=netalloc", "--quick", "--sites=eu", "--seeds=1",
+            f"--workdir={workdir}"]
+    assert _run(args + ["--method=persistence"], cwd=tmp_path).returncode == 0
+    proc = _run(args + ["--method=persistence,ar"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "persistence] already in results.csv" in proc.stderr
+    df = pd.read_csv(workdir / "results.csv")
+    assert sorted(df["method"]) == ["ar", "persistence"]
