@@ -31,7 +31,7 @@ from l2n_jax.compare import METHODS, run_method, summary_table
 from l2n_jax.fit import NonFiniteError
 
 _USECASE = flags.DEFINE_string(
-    "usecase", None, "Use case to run: netalloc | toy (see README)."
+    "usecase", None, "Use case to run: acra | netalloc | toy (see README)."
 )
 _SEEDS = flags.DEFINE_integer(
     "seeds", 5, "Number of seeds per method (trained together in one vmapped program).",
@@ -107,10 +107,11 @@ def _main(argv):
         raise app.UsageError(f"unknown --usecase={name}; one of {', '.join(REGISTRY)}")
     uc = REGISTRY[name]
     methods = tuple(_METHODS.value or uc.methods)
-    bad = [m for m in methods if m not in METHODS]
+    known = uc.methods if uc.run_method is not None else METHODS
+    bad = [m for m in methods if m not in known]
     if bad:
-        raise app.UsageError(f"unknown --method {bad}; known: {', '.join(METHODS)}")
-    sites = tuple(_SITES.value or uc.sites)
+        raise app.UsageError(f"unknown --method {bad} for {name}; known: {', '.join(known)}")
+    sites = tuple(_SITES.value or uc.default_sites or uc.sites)
     bad = [s for s in sites if s not in uc.sites]
     if bad:
         raise app.UsageError(f"unknown --sites {bad} for {name}; sites: {', '.join(uc.sites)}")
@@ -158,7 +159,7 @@ def _main(argv):
             if done is not None and ((done["site"] == site) & (done["method"] == method)).any():
                 logging.info("[%s/%s/%s] already in results.csv, skipped", name, site, method)
                 continue
-            df = run_method(
+            df = (uc.run_method or run_method)(
                 method, config, ws, metric, seeds, options, label=f"{name}/{site}",
                 checkpoint_dir=str(workdir / "checkpoints" / site),
             )
@@ -166,11 +167,11 @@ def _main(argv):
             df.insert(0, "usecase", name)
             frames.append(df.rename(columns={"cost": "test_cost"}))
             # Written after every method so a long run leaves partial results.
-            _write(workdir, frames)
-    results = _write(workdir, frames)
+            _write(workdir, frames, uc.summary)
+    results = _write(workdir, frames, uc.summary)
     # Every training finished and its rows are written: the checkpoints are spent.
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
-    print(summary_table(results))
+    print((uc.summary or summary_table)(results))
     logging.info("wrote %s and %s", workdir / "results.csv", workdir / "results.md")
 
 
@@ -211,10 +212,10 @@ def _jsonable(value):
     return json.loads(json.dumps(value))
 
 
-def _write(workdir, frames):
+def _write(workdir, frames, summary=None):
     results = pd.concat(frames, ignore_index=True)
     results.to_csv(workdir / "results.csv", index=False)
-    (workdir / "results.md").write_text(summary_table(results))
+    (workdir / "results.md").write_text((summary or summary_table)(results))
     return results
 
 

@@ -56,6 +56,8 @@ class Config:
         of the training targets (+-10% of it); 0 = off. Added measure.
       shaper_input: 'decision' (paper: f_l(y_hat + eps, v)) or 'error'
         (f_l(y_hat + eps - y, v), y = the first m obs). Added measure.
+      split_irs: no assembler; IR ``s`` emits decision ``s`` directly (the paper's
+        "bm-split" ablation; needs as many decisions as input series).
       select_best: keep the parameters of the epoch with the lowest true metric on
         the validation split (needs ``valid``). Added measure.
       log_every: epochs between progress lines (one host sync per chunk).
@@ -88,6 +90,7 @@ class Config:
     range_penalty: float = 0.0
     shaper_input: str = "decision"
     select_best: bool = True
+    split_irs: bool = False
     log_every: int = 10
 
     def __post_init__(self):
@@ -196,6 +199,6 @@ def validate(config: Config) -> None:
             f"shaper_warmup_epochs ({config.pretrain_epochs} + "
             f"{config.shaper_warmup_epochs}): no epoch would be left for co-training"
         )
-    for name in ("feed_eps", "forecast_skip", "select_best"):
+    for name in ("feed_eps", "forecast_skip", "select_best", "split_irs"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"Config.{name} must be a bool, got {getattr(config, name)!r}")

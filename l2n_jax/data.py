@@ -153,6 +153,7 @@ def make_windows(
     split: tuple[float, float, float] = (0.7, 0.1, 0.2),
     input_columns: Sequence[str] | None = None,
     fill: str | None = None,
+    scale: str = "minmax",
 ) -> WindowSet:
     """Builds scaled sliding windows from a DataFrame indexed by time.
 
@@ -167,6 +168,9 @@ def make_windows(
       fill: how to repair missing values and missing timestamps, which otherwise
         raise: None (raise), 'ffill' (repeat the last value) or 'interpolate'
         (linear in time). Nothing is ever repaired silently.
+      scale: 'minmax' maps each column's training range to [0, 1]; 'peak' divides
+        each column by its training maximum (0 stays 0, for decisions where 0
+        means "nothing", e.g. a rejected client; needs non-negative data).
 
     Returns:
       WindowSet with ``.train``, ``.valid``, ``.test`` (Windows) and ``.scaler``.
@@ -195,11 +199,21 @@ def make_windows(
         )
     fit_rows = values[: n_train + lookback]
     low, high = fit_rows.min(axis=0), fit_rows.max(axis=0)
+    if scale == "peak":
+        negative = [columns[i] for i in np.flatnonzero(low < 0)]
+        if negative:
+            raise ValueError(
+                f"make_windows: scale='peak' needs non-negative columns; {negative} "
+                "have negative training values (use scale='minmax')"
+            )
+        low = np.zeros_like(high)
+    elif scale != "minmax":
+        raise ValueError(f"make_windows: scale must be 'minmax' or 'peak', got {scale!r}")
     const = [columns[i] for i in np.flatnonzero(high <= low)]
     if const:
         raise ValueError(
-            f"make_windows: columns {const} are constant over the training rows; "
-            "MinMax scaling would divide by zero (drop them)"
+            f"make_windows: columns {const} are constant (or all zero for scale='peak') "
+            "over the training rows; scaling would divide by zero (drop them)"
         )
     scaler = Scaler(columns, low, high)
     scaled = ((values - low) / (high - low)).astype(np.float32)

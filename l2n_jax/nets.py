@@ -76,6 +76,7 @@ class _Predictor(nn.Module):
     decision_dim: int
     feed_eps: bool
     skip: bool
+    split: bool = False
 
     @nn.compact
     def __call__(self, inputs, eps):  # inputs: [B, S, L, F]; eps: [B, m]
@@ -88,6 +89,8 @@ class _Predictor(nn.Module):
             split_rngs={"params": True},
         )(self.ir_hidden, self.skip, name="irs")
         features, forecasts = irs(inputs)  # [B, S, H], [B, S]
+        if self.split:  # bm-split: each IR decides for its own series, no mixing
+            return forecasts, forecasts
         parts = [features.reshape(features.shape[0], -1), forecasts]
         if self.feed_eps:
             parts.append(eps)
@@ -170,6 +173,11 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
       (decisions [B,m], ir_forecasts [B,S])``.
     """
     ir_hidden = config.ir_mlp if config.ir_kind == "mlp" else config.predictor_lstm
+    if config.split_irs and input_shape[0] != decision_dim:
+        raise ValueError(
+            f"Config.split_irs needs one input series per decision, got {input_shape[0]} "
+            f"series and {decision_dim} decisions"
+        )
     module = _Predictor(
         config.ir_kind,
         ir_hidden,
@@ -177,6 +185,7 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
         decision_dim,
         config.feed_eps,
         config.forecast_skip,
+        config.split_irs,
     )
     example_x = jnp.zeros((1, *input_shape), jnp.float32)
     example_eps = jnp.zeros((1, decision_dim), jnp.float32)

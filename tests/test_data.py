@@ -219,3 +219,15 @@ def test_unknown_fill_and_non_numeric_columns_are_rejected():
     frame["name"] = "x"
     with pytest.raises(ValueError, match=r"\['name'\] are not numeric"):
         l2n.make_windows(frame, ["load"], lookback=4)
+
+
+def test_peak_scaling_keeps_zero_and_maps_the_training_peak_to_one():
+    frame = pd.DataFrame({"load": np.abs(np.sin(np.arange(300) / 7.0)) + 0.5})
+    ws = l2n.make_windows(frame, ["load"], 8, scale="peak")
+    assert ws.scaler.low[0] == 0.0
+    np.testing.assert_allclose(ws.scaler.inverse(np.zeros((1, 1))), 0.0)
+    assert np.isclose(np.asarray(ws.train.targets).max(), 1.0, atol=1e-2)
+    with pytest.raises(ValueError, match="non-negative"):
+        l2n.make_windows(frame - 1.0, ["load"], 8, scale="peak")
+    with pytest.raises(ValueError, match="scale must be"):
+        l2n.make_windows(frame, ["load"], 8, scale="zscore")

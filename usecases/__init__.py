@@ -21,6 +21,10 @@ class UseCase(NamedTuple):
       get_config: ``get_config(quick=False) -> Config``; quick is the smoke budget.
       methods: methods run by default.
       options: ``options(**params) -> compare.Options``.
+      run_method: the use case's own ``run_method`` (same signature as
+        ``compare.run_method``) when its methods are not the generic ones.
+      default_sites: sites run when ``--sites`` is not given (default: all).
+      summary: ``summary(results) -> Markdown`` replacing ``compare.summary_table``.
     """
 
     name: str
@@ -30,6 +34,9 @@ class UseCase(NamedTuple):
     get_config: Callable[..., Config]
     methods: tuple[str, ...]
     options: Callable[..., Options]
+    run_method: Callable | None = None
+    default_sites: tuple[str, ...] | None = None
+    summary: Callable | None = None
 
 
 def quick_config() -> Config:
@@ -41,9 +48,9 @@ def quick_config() -> Config:
 
 
 def _registry():
-    from usecases import netalloc, toy
+    from usecases import acra, netalloc, toy
 
-    return {uc.name: uc for uc in (netalloc.USECASE, toy.USECASE)}
+    return {uc.name: uc for uc in (acra.USECASE, netalloc.USECASE, toy.USECASE)}
 
 
 REGISTRY = _registry()

@@ -1,0 +1,208 @@
+"""``acra``: joint admission control and resource allocation (paper section 4.3).
+
+Every hour an operator with a shared capacity ``C`` decides, for each of ``S``
+clients, how much capacity to reserve for the next hour; 0 rejects the client. The
+hidden emulator (``usecases/acra_emulator.py``, constants in its docstring) then
+reports the cost, minus the normalised profit: revenue of admitted clients, cut when
+their (hidden) QoE falls below the contract level, churn fees when it collapses,
+opex per reserved unit and a penalty for booking more than ``C``.
+
+Clients are the first ``S`` PJM regions of ``pjm.CLIENT_REGIONS`` over their common
+span (2013-06 .. 2018-08, 45,336 hours), loads divided by each region's training
+peak (``scale='peak'``), so an allocation of 0 means "rejected" and 1 is the
+client's peak. Sites are ``S2 .. S10``.
+
+Methods:
+
+* ``loss2net``: one IR per client + the assembler, all allocations trained jointly
+  through the learned cost (the intertwined case); IRs pre-trained as forecasters
+  first (paper remark 4, ``Config.pretrain_epochs``).
+* ``bm_split``: Loss2Net without the assembler (``Config.split_irs``): client s's
+  allocation comes from its own IR only.
+* ``knapsack``: the same predictor trained with MSE as a per-client forecaster, then
+  admission by the exact 0/1 knapsack of equation (4) (value ``p_s f_s``, weight
+  ``f_s``), allocation = forecast.
+* ``knapsack_margin``: the same, with a head-room margin on the forecasts tuned on
+  the validation split with the true cost (as fair to the baseline as Loss2Net's
+  epoch selection).
+* ``greedy``: admission by revenue density instead of the exact knapsack.
+* ``oracle``: the exact knapsack on the TRUE demands (knows the future, not the QoE
+  curves), the paper's upper reference.
+"""
+
+import functools
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from absl import logging
+
+from l2n_jax import losses
+from l2n_jax.compare import Options, _fit_fixed
+from l2n_jax.config import Config
+from l2n_jax.data import WindowSet, make_windows
+from l2n_jax.fit import fit, score
+from usecases import UseCase, acra_emulator as emu, pjm, quick_config
+
+SITES = ("S2", "S4", "S6", "S8", "S10")
+# Every S uses the common span of all 10 client regions, so rows for different S
+# differ only in the number of clients.
+SPAN_START = "2013-06-01 01:00"
+LOOKBACK = 24  # one day of hourly load
+MARGINS = tuple(np.round(np.arange(0.80, 1.31, 0.05), 2))
+
+
+def n_clients(site: str) -> int:
+    if site not in SITES:
+        raise ValueError(f"acra: unknown site {site!r}; sites are {list(SITES)}")
+    return int(site[1:])
+
+
+@functools.lru_cache(maxsize=None)
+def load(site: str) -> WindowSet:
+    """Windows of the first S client regions: lookback 24 h, split 70/10/20 in time."""
+    regions = list(pjm.CLIENT_REGIONS[: n_clients(site)])
+    frame = pjm.read_common(tuple(regions), start=SPAN_START)
+    return make_windows(frame, regions, LOOKBACK, scale="peak")
+
+
+def make_metric():
+    """The emulator's cost; S is read from the decision's (static) shape."""
+
+    def acra_cost(decision, obs):
+        return emu.make_emulator(decision.shape[-1])(decision, obs)
+
+    return acra_cost
+
+
+def get_config(quick: bool = False) -> Config:
+    """Fast MLP IRs, the paper's assembler and its deeper use-case-II SIREN shaper."""
+    if quick:
+        return quick_config()
+    return Config(
+        epochs=30, pretrain_epochs=5, batch_size=64, ir_mlp=(64, 64),
+        assembler=(256, 256, 128, 64), shaper_hidden=(256, 256, 256, 256, 128),
+        replay_size=4096, log_every=5,
+    )
+
+
+def options() -> Options:
+    return Options()
+
+
+def _params(ws: WindowSet) -> emu.EmulatorParams:
+    return emu.emulator_params(ws.train.targets.shape[1])
+
+
+def _rows(decisions, ws, metric, seeds, method, knob=None):
+    decisions = np.asarray(decisions, np.float32)
+    df = score(decisions, ws.test, metric, seeds, method)
+    df["profit"] = -df["cost"]
+    df["accepted"] = np.asarray(emu.accepted(decisions)).mean(axis=1)
+    df["knob"] = np.nan if knob is None else np.asarray(knob, np.float64)
+    return df
+
+
+def _knapsack(forecasts, ws, margin, solver="exact"):
+    p = _params(ws)
+    return np.stack([
+        emu.knapsack_decision(f, p.capacity, p.prices, margin=m, solver=solver)
+        for f, m in zip(np.asarray(forecasts), np.broadcast_to(margin, len(forecasts)))
+    ])
+
+
+def tune_margin(valid_forecasts, ws, metric, margins=MARGINS) -> np.ndarray:
+    """Per seed, the knapsack head-room margin of lowest true validation cost."""
+    obs = jnp.asarray(ws.valid.obs)
+    cost = jax.jit(jax.vmap(metric))
+    best = []
+    for f in np.asarray(valid_forecasts):
+        p = _params(ws)
+        costs = [
+            float(cost(jnp.asarray(emu.knapsack_decision(f, p.capacity, p.prices, m)),
+                       obs).mean())
+            for m in margins
+        ]
+        best.append(margins[int(np.argmin(costs))])
+    return np.asarray(best)
+
+
+def run_method(method, config, ws, metric, seeds, options=None, label="",
+               checkpoint_dir=None) -> pd.DataFrame:
+    """Trains/tunes one acra method; one row per seed (test cost = -profit)."""
+    t0 = time.perf_counter()
+    seeds = tuple(seeds)
+    tag = f"{label}/{method}" if label else method
+
+    def ckpt(name):
+        return None if checkpoint_dir is None else os.path.join(checkpoint_dir, f"{name}.ckpt")
+
+    if method in ("loss2net", "bm_split"):
+        cfg = config.replace(split_irs=method == "bm_split")
+        result = fit(cfg, ws.train, metric, seeds=seeds, valid=ws.valid, label=tag,
+                     checkpoint=ckpt(method))
+        df = _rows(result.predict(ws.test.inputs), ws, metric, seeds, method)
+    elif method in ("knapsack", "knapsack_margin", "greedy"):
+        result = _fit_fixed(config, ws, losses.mse, seeds, tag, checkpoint_dir)
+        test_fc = result.predict(ws.test.inputs)
+        margin = np.ones(len(seeds))
+        if method == "knapsack_margin":
+            margin = tune_margin(result.predict(ws.valid.inputs), ws, metric)
+        solver = "greedy" if method == "greedy" else "exact"
+        decisions = _knapsack(test_fc, ws, margin, solver)
+        df = _rows(decisions, ws, metric, seeds, method,
+                   knob=margin if method == "knapsack_margin" else None)
+    elif method == "oracle":
+        p = _params(ws)
+        d = emu.oracle_decision(np.asarray(ws.test.obs), p.capacity, p.prices)
+        df = _rows(np.broadcast_to(d[None], (len(seeds), *d.shape)), ws, metric, seeds,
+                   method)
+    else:
+        raise ValueError(f"acra: unknown method {method!r}; known: {METHODS}")
+    df["train_s"] = time.perf_counter() - t0
+    logging.info("[%s] profit %.5f +- %.5f, accepted %.2f", tag, df["profit"].mean(),
+                 df["profit"].std(), df["accepted"].mean())
+    return df
+
+
+def summary_table(df: pd.DataFrame) -> str:
+    """Paper Table 2: profit and accepted clients per S, with x knapsack."""
+    stats = df.groupby(["site", "method"], sort=False).agg(
+        p=("profit", "mean"), ps=("profit", "std"), a=("accepted", "mean"),
+        as_=("accepted", "std"), n=("seed", "count"),
+    ).reset_index()
+    lines = [
+        "| clients | method | normalised profit (mean ± std) | × knapsack | accepted "
+        "clients (mean ± std) | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for site, block in stats.groupby("site", sort=False):
+        ref = block.loc[block["method"] == "knapsack", "p"]
+        ref = float(ref.iloc[0]) if len(ref) else float("nan")
+        for _, r in block.iterrows():
+            ps = 0.0 if np.isnan(r.ps) else r.ps
+            as_ = 0.0 if np.isnan(r.as_) else r.as_
+            lines.append(
+                f"| {site} | {r.method} | {r.p:.4f} ± {ps:.4f} | {r.p / ref:.2f} | "
+                f"{r.a:.2f} ± {as_:.2f} | {r.n} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+METHODS = ("loss2net", "bm_split", "knapsack", "knapsack_margin", "greedy", "oracle")
+
+USECASE = UseCase(
+    name="acra",
+    sites=SITES,
+    load=load,
+    make_metric=make_metric,
+    get_config=get_config,
+    methods=METHODS,
+    options=options,
+    run_method=run_method,
+    default_sites=("S4",),
+    summary=summary_table,
+)
