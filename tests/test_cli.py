@@ -173,3 +173,14 @@ def test_finished_methods_are_skipped_when_the_command_is_rerun(tmp_path):
     assert "persistence] already in results.csv" in proc.stderr
     df = pd.read_csv(workdir / "results.csv")
     assert sorted(df["method"]) == ["ar", "persistence"]
+
+
+def test_acra_runs_out_of_the_box_with_its_own_table(tmp_path):
+    workdir = tmp_path / "acra"
+    proc = _run(["--usecase=acra", "--quick", "--seeds=1", "--method=knapsack,oracle",
+                 f"--workdir={workdir}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(workdir / "results.csv")
+    assert set(df["site"]) == {"S4"}  # the default client count
+    assert {"test_cost", "profit", "accepted"} <= set(df.columns)
+    assert "× knapsack" in (workdir / "results.md").read_text()
