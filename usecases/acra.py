@@ -41,10 +41,10 @@ import pandas as pd
 from absl import logging
 
 from l2n_jax import losses
-from l2n_jax.compare import Options, _fit_fixed
+from l2n_jax.compare import Options
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
-from l2n_jax.fit import fit, score
+from l2n_jax.fit import fit, fit_fixed_loss, score
 from usecases import UseCase, acra_emulator as emu, pjm, quick_config
 
 SITES = ("S2", "S4", "S6", "S8", "S10")
@@ -102,6 +102,20 @@ def _params(ws: WindowSet) -> emu.EmulatorParams:
     return emu.emulator_params(ws.train.targets.shape[1])
 
 
+# (id(train split), config, seeds) -> (WindowSet kept alive, FitResult): the three
+# knapsack methods share one MSE forecaster per S and budget.
+_FORECASTERS: dict = {}
+
+
+def _forecaster(config, ws, seeds, label, checkpoint):
+    key = (id(ws.train), config, seeds)
+    if key not in _FORECASTERS:
+        result = fit_fixed_loss(config, ws.train, losses.mse, seeds=seeds, valid=ws.valid,
+                                label=label, checkpoint=checkpoint)
+        _FORECASTERS[key] = (ws, result)
+    return _FORECASTERS[key][1]
+
+
 def _rows(decisions, ws, metric, seeds, method, knob=None):
     decisions = np.asarray(decisions, np.float32)
     df = score(decisions, ws.test, metric, seeds, method)
@@ -151,7 +165,7 @@ def run_method(method, config, ws, metric, seeds, options=None, label="",
                      checkpoint=ckpt(method))
         df = _rows(result.predict(ws.test.inputs), ws, metric, seeds, method)
     elif method in ("knapsack", "knapsack_margin", "greedy"):
-        result = _fit_fixed(config, ws, losses.mse, seeds, tag, checkpoint_dir)
+        result = _forecaster(config, ws, seeds, tag, ckpt("mse_forecaster"))
         test_fc = result.predict(ws.test.inputs)
         margin = np.ones(len(seeds))
         if method == "knapsack_margin":
