@@ -4,11 +4,16 @@ Every method gets the same predictor architecture, data split, batch size and
 number of epochs; knobs (margin, pinball tau) are tuned on the validation split with
 the true metric, as Loss2Net's epoch selection is. Each method trains all seeds in
 one vmapped program. Rows are tidy: one per site x method x seed.
+
+``run_sites`` does the same for several sites at once, each training running every
+site x seed in one program; ``run_method`` uses it when ``Options.sites`` says the
+use case batches its sites (``power``). Metrics may be stateful
+(``l2n.StatefulMetric``): scoring and margin tuning then scan each split in order.
 """
 
 import os
 import time
-from typing import NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,7 +22,7 @@ from absl import logging
 from l2n_jax import baselines, losses
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet
-from l2n_jax.fit import fit, fit_fixed_loss, score
+from l2n_jax.fit import fit, fit_fixed_loss, fit_fixed_loss_sites, fit_sites, score
 
 PINBALL_TAUS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 
@@ -29,11 +34,19 @@ class Options(NamedTuple):
       alpha: alpha = beta / gamma of the alpha-OMC surrogate (None: not offered).
       omc_e: its e.
       taus: pinball quantiles tried on the validation split.
+      segments: contiguous time segments per Loss2Net batch (StatefulMetric only).
+      sites, load: batch these sites in one program: ``load(site) -> WindowSet``
+        (cached, so it returns the very object the caller holds). ``run_method``
+        called on one of them trains every site at once on its first call and
+        serves the others from that run (see ``run_method``).
     """
 
     alpha: float | None = None
     omc_e: float = 0.1
     taus: tuple[float, ...] = PINBALL_TAUS
+    segments: int = 1
+    sites: tuple[str, ...] | None = None
+    load: Callable[[str], WindowSet] | None = None
 
 
 def _rows(decisions, forecasts, ws, metric, seeds, method, knob=None):
@@ -44,8 +57,9 @@ def _rows(decisions, forecasts, ws, metric, seeds, method, knob=None):
     return df
 
 
-# (id(train split), config, seeds, loss) -> (WindowSet kept alive, FitResult): the
-# plain `mse` method and `mse_margin` share one MSE training per site and budget.
+# (ids of the train splits, config, seeds, loss) -> (WindowSets kept alive, {site:
+# FitResult}): the plain `mse` method and `mse_margin` share one MSE training per
+# site set and budget.
 _FIXED_FITS: dict = {}
 
 
@@ -53,14 +67,34 @@ def _checkpoint(directory, name):
     return None if directory is None else os.path.join(directory, f"{name}.ckpt")
 
 
-def _fit_fixed(config, ws, loss, seeds, label, checkpoint_dir=None):
-    key = (id(ws.train), config, seeds, loss)
+def _fit_many(config, wss, seeds, label, checkpoint, *, metric=None, loss=None,
+              segments=1):
+    """{site: FitResult}: Loss2Net (``loss=None``) or a fixed loss, every site and
+    seed in one program (a plain single-site fit for one site)."""
+    if len(wss) == 1:
+        ((site, ws),) = wss.items()
+        if loss is None:
+            result = fit(config, ws.train, metric, seeds=seeds, valid=ws.valid,
+                         label=label, checkpoint=checkpoint, segments=segments)
+        else:
+            result = fit_fixed_loss(config, ws.train, loss, seeds=seeds, valid=ws.valid,
+                                    label=label, checkpoint=checkpoint)
+        return {site: result}
+    trains = {s: ws.train for s, ws in wss.items()}
+    valids = {s: ws.valid for s, ws in wss.items()}
+    if loss is None:
+        return fit_sites(config, trains, metric, seeds=seeds, valids=valids, label=label,
+                         checkpoint=checkpoint, segments=segments)
+    return fit_fixed_loss_sites(config, trains, loss, seeds=seeds, valids=valids,
+                                label=label, checkpoint=checkpoint)
+
+
+def _fit_fixed(config, wss, loss, seeds, label, checkpoint_dir=None):
+    key = (tuple(id(ws.train) for ws in wss.values()), config, seeds, loss)
     if key not in _FIXED_FITS:
-        result = fit_fixed_loss(
-            config, ws.train, loss, seeds=seeds, valid=ws.valid, label=label,
-            checkpoint=_checkpoint(checkpoint_dir, loss.__name__),
-        )
-        _FIXED_FITS[key] = (ws, result)
+        results = _fit_many(config, wss, seeds, label,
+                            _checkpoint(checkpoint_dir, loss.__name__), loss=loss)
+        _FIXED_FITS[key] = (wss, results)
     return _FIXED_FITS[key][1]
 
 
@@ -72,6 +106,112 @@ def _with_margin(valid_fc, test_fc, ws, metric, seeds, method):
     margin = baselines.tune_margin(valid_fc, ws.valid, metric)
     decisions = test_fc + margin[:, None, None]
     return _rows(decisions, test_fc, ws, metric, seeds, method, knob=margin)
+
+
+def run_sites(
+    method: str,
+    config: Config,
+    wss: Mapping[str, WindowSet],
+    metric,
+    seeds: Sequence[int],
+    options: Options = Options(),
+    label: str = "",
+    checkpoint_dir: str | None = None,
+    fits: dict | None = None,
+) -> pd.DataFrame:
+    """``run_method`` on several sites: each training runs every site x seed in one
+    vmapped program (sites must have equal window counts).
+
+    Args:
+      wss: {site: WindowSet}.
+      fits: if a dict, filled with {site: FitResult} of the method's training (the
+        chosen tau's for pinball_tuned; untouched for closed-form methods).
+      (the rest as ``run_method``.)
+
+    Returns:
+      DataFrame, one row per site x seed: ``site`` then ``run_method``'s columns;
+      ``train_s`` is the wall time of the whole (all-site) method.
+    """
+    t0 = time.perf_counter()
+    seeds = tuple(seeds)
+    tag = f"{label}/{method}" if label else method
+    frames = {}
+    if method == "loss2net":
+        results = _fit_many(config, wss, seeds, tag, _checkpoint(checkpoint_dir, "loss2net"),
+                            metric=metric, segments=options.segments)
+        for site, ws in wss.items():
+            d = results[site].predict(ws.test.inputs)
+            frames[site] = _rows(d, d, ws, metric, seeds, method)
+    elif method in ("mse", "msle", "mae", "alpha_omc"):
+        if method == "alpha_omc":
+            if options.alpha is None:
+                raise ValueError("alpha_omc needs Options.alpha = beta / gamma")
+            loss = losses.alpha_omc(options.alpha, options.omc_e)
+        else:
+            loss = getattr(losses, method)
+        results = _fit_fixed(config, wss, loss, seeds, tag, checkpoint_dir)
+        for site, ws in wss.items():
+            d = results[site].predict(ws.test.inputs)
+            frames[site] = _rows(d, d, ws, metric, seeds, method)
+    elif method == "mse_margin":
+        results = _fit_fixed(config, wss, losses.mse, seeds, tag, checkpoint_dir)
+        for site, ws in wss.items():
+            r = results[site]
+            frames[site] = _with_margin(
+                r.predict(ws.valid.inputs), r.predict(ws.test.inputs),
+                ws, metric, seeds, method,
+            )
+    elif method == "pinball_tuned":
+        best = {}
+        for tau in options.taus:
+            loss = losses.pinball(tau)
+            results = _fit_many(config, wss, seeds, f"{tag}[tau={tau}]",
+                                _checkpoint(checkpoint_dir, loss.__name__), loss=loss)
+            for site, ws in wss.items():
+                r = results[site]
+                valid = score(r.predict(ws.valid.inputs), ws.valid, metric, seeds, method)
+                if site not in best or valid["cost"].mean() < best[site][0]:
+                    best[site] = (valid["cost"].mean(), tau, r)
+        for site, ws in wss.items():
+            _, tau, r = best[site]
+            d = r.predict(ws.test.inputs)
+            frames[site] = _rows(d, d, ws, metric, seeds, method, knob=tau)
+        results = {site: b[2] for site, b in best.items()}
+    elif method in ("persistence_margin", "ar_margin", "ar", "persistence"):
+        results = None
+        n = len(seeds)
+        for site, ws in wss.items():
+            if method == "persistence_margin":
+                frames[site] = _with_margin(
+                    _tile(baselines.persistence(ws.valid), n),
+                    _tile(baselines.persistence(ws.test), n), ws, metric, seeds, method,
+                )
+            elif method == "persistence":
+                p = _tile(baselines.persistence(ws.test), n)
+                frames[site] = _rows(p, p, ws, metric, seeds, method)
+            else:
+                predict = baselines.linear_ar(ws.train)
+                valid_fc, test_fc = _tile(predict(ws.valid), n), _tile(predict(ws.test), n)
+                if method == "ar":
+                    frames[site] = _rows(test_fc, test_fc, ws, metric, seeds, method)
+                else:
+                    frames[site] = _with_margin(valid_fc, test_fc, ws, metric, seeds, method)
+    else:
+        raise ValueError(f"unknown method {method!r}; known: {METHODS}")
+    if fits is not None and results is not None:
+        fits.update(results)
+    elapsed = time.perf_counter() - t0
+    for site, df in frames.items():
+        df.insert(0, "site", site)
+        df["train_s"] = elapsed
+        where = f"{tag}@{site}" if len(frames) > 1 else tag
+        logging.info("[%s] test cost %.5f +- %.5f", where, df["cost"].mean(),
+                     df["cost"].std())
+    return pd.concat(list(frames.values()), ignore_index=True)
+
+
+# (method, config, seeds, metric, options) -> rows of every site of a batched run.
+_SITE_RUNS: dict = {}
 
 
 def run_method(
@@ -89,70 +229,34 @@ def run_method(
     With ``checkpoint_dir``, every training writes ``<dir>/<loss>.ckpt`` and resumes
     from it when present (see ``l2n.fit``).
 
+    When ``options.sites`` names a site whose ``options.load(site)`` is ``ws``, the
+    first call trains EVERY site of ``options.sites`` in one program
+    (``run_sites``) and later calls for the other sites return their rows from it
+    (the same numbers a ``run_sites`` call gives). Its checkpoints then go to
+    ``<parent of checkpoint_dir>/_sites``, shared by all sites.
+
     Returns:
       DataFrame, one row per seed: method, seed, cost, rmse, mae, under_rate,
       forecast_rmse (before any margin), knob (margin or tau, if tuned), train_s.
     """
-    t0 = time.perf_counter()
-    seeds = tuple(seeds)
-    tag = f"{label}/{method}" if label else method
-    if method == "loss2net":
-        result = fit(config, ws.train, metric, seeds=seeds, valid=ws.valid, label=tag,
-                     checkpoint=_checkpoint(checkpoint_dir, "loss2net"))
-        d = result.predict(ws.test.inputs)
-        df = _rows(d, d, ws, metric, seeds, method)
-    elif method in ("mse", "msle", "mae", "alpha_omc"):
-        if method == "alpha_omc":
-            if options.alpha is None:
-                raise ValueError("alpha_omc needs Options.alpha = beta / gamma")
-            loss = losses.alpha_omc(options.alpha, options.omc_e)
-        else:
-            loss = getattr(losses, method)
-        result = _fit_fixed(config, ws, loss, seeds, tag, checkpoint_dir)
-        d = result.predict(ws.test.inputs)
-        df = _rows(d, d, ws, metric, seeds, method)
-    elif method == "mse_margin":
-        result = _fit_fixed(config, ws, losses.mse, seeds, tag, checkpoint_dir)
-        df = _with_margin(
-            result.predict(ws.valid.inputs), result.predict(ws.test.inputs),
-            ws, metric, seeds, method,
-        )
-    elif method == "pinball_tuned":
-        best = None
-        for tau in options.taus:
-            loss = losses.pinball(tau)
-            result = fit_fixed_loss(
-                config, ws.train, loss, seeds=seeds, valid=ws.valid,
-                label=f"{tag}[tau={tau}]", checkpoint=_checkpoint(checkpoint_dir, loss.__name__),
-            )
-            valid = score(result.predict(ws.valid.inputs), ws.valid, metric, seeds, method)
-            if best is None or valid["cost"].mean() < best[0]:
-                best = (valid["cost"].mean(), tau, result)
-        _, tau, result = best
-        d = result.predict(ws.test.inputs)
-        df = _rows(d, d, ws, metric, seeds, method, knob=tau)
-    elif method == "persistence_margin":
-        n = len(seeds)
-        df = _with_margin(
-            _tile(baselines.persistence(ws.valid), n),
-            _tile(baselines.persistence(ws.test), n), ws, metric, seeds, method,
-        )
-    elif method in ("ar_margin", "ar"):
-        predict = baselines.linear_ar(ws.train)
-        n = len(seeds)
-        valid_fc, test_fc = _tile(predict(ws.valid), n), _tile(predict(ws.test), n)
-        if method == "ar":
-            df = _rows(test_fc, test_fc, ws, metric, seeds, method)
-        else:
-            df = _with_margin(valid_fc, test_fc, ws, metric, seeds, method)
-    elif method == "persistence":
-        p = _tile(baselines.persistence(ws.test), len(seeds))
-        df = _rows(p, p, ws, metric, seeds, method)
-    else:
-        raise ValueError(f"unknown method {method!r}; known: {METHODS}")
-    df["train_s"] = time.perf_counter() - t0
-    logging.info("[%s] test cost %.5f +- %.5f", tag, df["cost"].mean(), df["cost"].std())
-    return df
+    site = None
+    if options.sites is not None and options.load is not None:
+        site = next((s for s in options.sites if options.load(s) is ws), None)
+    if site is None:
+        df = run_sites(method, config, {"": ws}, metric, seeds, options, label,
+                       checkpoint_dir)
+        return df.drop(columns="site")
+    key = (method, config, tuple(seeds), metric, options)
+    if key not in _SITE_RUNS:
+        shared = None
+        if checkpoint_dir is not None:
+            shared = os.path.join(os.path.dirname(os.path.normpath(checkpoint_dir)), "_sites")
+        wss = {s: options.load(s) for s in options.sites}
+        prefix = label.rsplit("/", 1)[0] if label.endswith(f"/{site}") else label
+        _SITE_RUNS[key] = run_sites(method, config, wss, metric, seeds, options, prefix,
+                                    shared)
+    df = _SITE_RUNS[key]
+    return df[df["site"] == site].drop(columns="site").reset_index(drop=True)
 
 
 METHODS = (

@@ -4,12 +4,18 @@ Both run every seed in ONE ``jit(vmap(...))`` program and return a ``FitResult``
 Training proceeds in chunks of ``config.log_every`` epochs so a progress line
 (epoch, steps/s, ETA, costs) can be printed between chunks; that is one host sync
 per chunk, never per step.
+
+``fit_sites`` / ``fit_fixed_loss_sites`` train several sites (data sets of equal
+shapes, e.g. regions truncated to a common length) x every seed in ONE
+``jit(vmap(sites, vmap(seeds)))`` program. Every site uses the same seed keys, so a
+site's result is the one a single-site ``fit`` with those seeds gives (up to the
+float rounding of the batched program).
 """
 
 import dataclasses
 import json
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.serialization
 import jax
@@ -23,7 +29,7 @@ from l2n_jax import nets
 from l2n_jax import train as train_lib
 from l2n_jax.config import Config
 from l2n_jax.data import Windows
-from l2n_jax.metrics import batch_metric, check_metric
+from l2n_jax.metrics import StatefulMetric, batch_metric, check_metric, v_dim
 
 _FORMAT_VERSION = 1
 
@@ -84,7 +90,8 @@ class FitResult:
             self.config, self.shapes.input_shape, self.shapes.decision_dim
         )
         shaper = nets.make_shaper(
-            self.config, self.shapes.decision_dim + self.shapes.obs_dim
+            self.config,
+            self.shapes.decision_dim + self.shapes.obs_dim + self.shapes.v_dim,
         )
         return predictor, shaper
 
@@ -96,13 +103,25 @@ class FitResult:
         fn = jax.jit(jax.vmap(lambda p: train_lib.predict(predictor, p, inputs, m)))
         return np.asarray(fn(self.params["predictor"]))
 
-    def shaper(self, decision, obs) -> np.ndarray:
-        """The learned loss f_l(decision, obs): [N, m], [N, k] -> [seeds, N]."""
+    def shaper(self, decision, obs, v=None) -> np.ndarray:
+        """The learned loss f_l(decision, obs[, v]): [N, m], [N, k][, [N, j]] -> [seeds, N].
+
+        ``v`` is required (and only accepted) when the run's metric was a
+        StatefulMetric: its ``v`` vector per sample (e.g. consecutive outages).
+        """
         if "shaper" not in self.params:
             raise ValueError(f"method {self.method!r} has no loss shaper")
+        j = self.shapes.v_dim
+        if (v is None) != (j == 0):
+            raise ValueError(
+                f"shaper: this run's shaper takes v [N, {j}]" if j
+                else "shaper: this run's metric was not stateful; it takes no v"
+            )
         _, shaper = self._nets()
         decision = jnp.asarray(decision, jnp.float32)
         obs = jnp.asarray(obs, jnp.float32)
+        if j:
+            obs = jnp.concatenate([obs, jnp.asarray(v, jnp.float32).reshape(-1, j)], -1)
         m = self.shapes.decision_dim
         if self.config.shaper_input == "error":
             x = jnp.concatenate([decision - obs[:, :m], obs], axis=-1)
@@ -165,43 +184,90 @@ def _history_frame(chunks, seeds, steps_per_epoch, first_epoch_of_chunk):
     return df.drop(columns="i").reset_index(drop=True)
 
 
+def _stack_sites(trains, valids):
+    """Site names and stacked [sites, N, ...] train (and valid) windows."""
+    if not isinstance(trains, Mapping) or not trains:
+        raise ValueError("trains must be a non-empty mapping {site: Windows}")
+    sites = tuple(trains)
+    if valids is not None and tuple(valids) != sites:
+        raise ValueError(f"valids must name the same sites as trains {list(sites)}, "
+                         f"got {list(valids)}")
+
+    def stack(splits, name):
+        arrays = {s: _as_windows(w, f"{name}[{s!r}]") for s, w in splits.items()}
+        ref = arrays[sites[0]]
+        for s, w in arrays.items():
+            if [x.shape for x in w] != [x.shape for x in ref]:
+                raise ValueError(
+                    f"{name}[{s!r}] has shapes {[x.shape for x in w]}, site "
+                    f"{sites[0]!r} {[x.shape for x in ref]}: sites are batched in one "
+                    "program, so truncate them to a common length first"
+                )
+        return Windows(*(jnp.stack(x) for x in zip(*(arrays[s] for s in sites))))
+
+    return sites, stack(trains, "train"), None if valids is None else stack(valids, "valid")
+
+
 def _run(
     config: Config,
-    train: Windows,
-    valid: Windows | None,
+    train,
+    valid,
     seeds: Sequence[int],
     method: str,
     metric=None,
     loss=None,
     label: str = "",
     checkpoint: str | None = None,
-) -> FitResult:
-    train = _as_windows(train, "train")
+    segments: int = 1,
+    sites: bool = False,
+):
+    """Trains every seed (and with ``sites``, every site of the mappings ``train``
+    and ``valid``) in one program; returns a FitResult, or {site: FitResult}."""
+    if sites:
+        sites, train, valid = _stack_sites(train, valid)
+        first = Windows(*(x[0] for x in train))  # what shapes and checks look at
+    else:
+        sites = None
+        train = first = _as_windows(train, "train")
     if valid is not None:
-        valid = _as_windows(valid, "valid")
-        if valid.inputs.shape[1:] != train.inputs.shape[1:]:
+        if sites is None:
+            valid = _as_windows(valid, "valid")
+        if valid.inputs.shape[-3:] != train.inputs.shape[-3:]:
             raise ValueError(
-                f"valid windows {valid.inputs.shape[1:]} do not match train "
-                f"{train.inputs.shape[1:]}"
+                f"valid windows {valid.inputs.shape[-3:]} do not match train "
+                f"{train.inputs.shape[-3:]}"
             )
+    shapes = train_lib.Shapes.of(first)
     if metric is not None:
-        check_metric(metric, train.targets[:8], train.obs[:8])
-    shapes = train_lib.Shapes.of(train)
-    program = train_lib.make_program(config, shapes, metric=metric, loss=loss)
+        check_metric(metric, first.targets[:8], first.obs[:8])
+        if isinstance(metric, StatefulMetric):
+            shapes = shapes._replace(v_dim=v_dim(metric, first.targets[:8], first.obs[:8]))
+    program = train_lib.make_program(
+        config, shapes, metric=metric, loss=loss, segments=segments
+    )
     keys = _seed_keys(seeds)
     n_epochs = config.cotrain_epochs if loss is None else config.epochs
     steps = program.steps_per_epoch
     tag = f"[{label or method}]"
 
+    def over_sites(fn, in_axes):
+        # Sites share the seed keys: a site's run is its single-site run.
+        return fn if sites is None else jax.vmap(fn, in_axes=in_axes)
+
     # Data go in as arguments (not closed over), so XLA does not embed them as
     # constants in the compiled program.
-    start = jax.jit(
-        jax.vmap(lambda k, tr: program.pretrain(k, program.init(k), tr), (0, None))
-    )
+    start = jax.jit(over_sites(
+        jax.vmap(lambda k, tr: program.pretrain(k, program.init(k), tr), (0, None)),
+        (None, 0),
+    ))
     fingerprint = None
     restored = None
     if checkpoint is not None:
         fingerprint = _fingerprint(config, seeds, method, shapes, train, valid)
+        if isinstance(metric, StatefulMetric) and loss is None:
+            fingerprint["segments"] = segments
+        if sites is not None:
+            fingerprint["sites"] = list(sites)
         template = jax.eval_shape(start, keys, train)
         restored = ckpt_lib.restore(checkpoint, template, fingerprint)
     t0 = time.perf_counter()
@@ -220,12 +286,13 @@ def _run(
         n = min(config.log_every, n_epochs - epoch)
         first = jnp.asarray(epoch, jnp.int32)
         if n not in compiled:
-            fn = jax.jit(
+            fn = jax.jit(over_sites(
                 jax.vmap(
                     lambda k, s, tr, va, e0, n=n: program.epochs(k, s, tr, va, e0, n),
                     in_axes=(0, 0, None, None, None),
-                )
-            )
+                ),
+                (None, 0, 0, 0, None),
+            ))
             t0 = time.perf_counter()
             compiled[n] = fn.lower(keys, state, train, valid, first).compile()
             compile_s += time.perf_counter() - t0
@@ -236,7 +303,7 @@ def _run(
         done += n * steps
         # A non-finite chunk is reported before it is saved: the checkpoint on disk
         # stays the last good one.
-        _raise_if_nonfinite(state, seeds, tag, checkpoint)
+        _raise_if_nonfinite(state, seeds, tag, checkpoint, sites)
         chunks.append(hist)
         firsts.append(epoch)
         epoch += n
@@ -247,40 +314,59 @@ def _run(
         parts = []
         for key in ("cost", "loss", "valid_cost", "valid_loss"):
             if key in hist:  # last step of the chunk, averaged over seeds
-                value = np.asarray(hist[key])[:, -1, -1].mean()
+                value = np.asarray(hist[key])[..., -1, -1].mean()
                 parts.append(f"{'train_' + key if 'valid' not in key else key}={value:.5f}")
         logging.info(
             "%s epoch %d/%d step %d steps/s %.1f ETA %.0fs %s",
             tag, epoch, n_epochs, epoch * steps, rate, eta, " ".join(parts),
         )
     params = train_lib.final_params(config, state, valid is not None)
-    history = _history_frame(chunks, seeds, steps, firsts) if chunks else pd.DataFrame()
     if config.select_best and valid is not None:
         best_epoch = np.asarray(state.best_epoch)
     else:
-        best_epoch = np.full(len(keys), -1)
+        best_epoch = np.full(np.shape(state.bad_step), -1)
     timing = {
         "pretrain_s": t_pre,
         "compile_s": compile_s,
         "run_s": run_s,
         "steps_per_s": done / run_s if run_s > 0 else None,
     }
-    return FitResult(
-        config, tuple(int(s) for s in seeds), params, history, method, shapes,
-        best_epoch, timing,
-    )
+
+    def result(params, chunks, best_epoch):
+        history = _history_frame(chunks, seeds, steps, firsts) if chunks else pd.DataFrame()
+        return FitResult(
+            config, tuple(int(s) for s in seeds), params, history, method, shapes,
+            best_epoch, timing,
+        )
+
+    if sites is None:
+        return result(params, chunks, best_epoch)
+    return {
+        site: result(
+            jax.tree.map(lambda x, d=d: x[d], params),
+            [{k: np.asarray(v)[d] for k, v in c.items()} for c in chunks],
+            best_epoch[d],
+        )
+        for d, site in enumerate(sites)
+    }
 
 
 class NonFiniteError(FloatingPointError):
     """A run produced a NaN/inf cost, loss or parameter and was stopped."""
 
 
-def _raise_if_nonfinite(state, seeds, tag, checkpoint=None):
+def _raise_if_nonfinite(state, seeds, tag, checkpoint=None, sites=None):
     bad = np.asarray(state.bad_step)
     if (bad >= 0).any():
-        which = ", ".join(
-            f"seed {s} at step {int(b)}" for s, b in zip(seeds, bad) if b >= 0
-        )
+        if sites is None:
+            which = ", ".join(
+                f"seed {s} at step {int(b)}" for s, b in zip(seeds, bad) if b >= 0
+            )
+        else:
+            which = ", ".join(
+                f"site {site} seed {s} at step {int(b)}"
+                for site, row in zip(sites, bad) for s, b in zip(seeds, row) if b >= 0
+            )
         kept = f" The last good checkpoint is kept in {checkpoint}." if checkpoint else ""
         raise NonFiniteError(
             f"{tag} non-finite cost, loss or parameters ({which}); the run was frozen "
@@ -294,11 +380,13 @@ def _fingerprint(config, seeds, method, shapes, train, valid) -> dict:
     cfg = config.to_dict()
     cfg.pop("log_every", None)
     arrays = list(train) + (list(valid) if valid is not None else [])
+    # v_dim is listed only when set, so stateless fingerprints are unchanged.
+    dims = list(shapes[1:4]) + ([shapes.v_dim] if shapes.v_dim else [])
     return {
         "config": cfg,
         "seeds": [int(s) for s in seeds],
         "method": method,
-        "shapes": [list(shapes.input_shape), *shapes[1:]],
+        "shapes": [list(shapes.input_shape), *dims],
         "data": ckpt_lib.data_digest(*arrays),
     }
 
@@ -312,6 +400,7 @@ def fit(
     valid: Windows | None = None,
     label: str = "",
     checkpoint: str | None = None,
+    segments: int = 1,
 ) -> FitResult:
     """Co-trains predictor and loss shaper (Loss2Net) for every seed in one program.
 
@@ -319,7 +408,11 @@ def fit(
       config: hyper-parameters.
       train: training windows.
       metric: per-sample ``metric(decision [m], obs [k]) -> cost`` (jnp or
-        ``l2n.host_metric``), lower is better; never differentiated.
+        ``l2n.host_metric``), lower is better; never differentiated. Or a
+        ``l2n.StatefulMetric`` (time-correlated cost): batches are then contiguous
+        time segments, its state is carried across steps, and its ``v`` is an extra
+        shaper input (see ``l2n_jax.train``); ``train``/``valid`` must be in time
+        order.
       seeds: one run per seed, all vmapped.
       valid: validation windows; with ``config.select_best`` the epoch of lowest true
         validation cost is kept.
@@ -328,14 +421,48 @@ def fit(
         ``config.log_every`` epochs, and a run started on an existing checkpoint
         resumes from it (bitwise the same result as an uninterrupted run). A
         checkpoint written by a different config, seeds or data raises ValueError.
+      segments: StatefulMetric only: each batch is this many contiguous time
+        segments of ``batch_size // segments`` windows, from as many equal stretches
+        of ``train`` (1: one contiguous segment).
 
     Returns:
       FitResult.
     """
-    if not callable(metric):
-        raise ValueError(f"fit: metric must be callable, got {metric!r}")
+    _check_metric_arg("fit", metric)
     return _run(config, train, valid, seeds, "loss2net", metric=metric, label=label,
-                checkpoint=checkpoint)
+                checkpoint=checkpoint, segments=segments)
+
+
+def _check_metric_arg(name, metric):
+    if not (callable(metric) or isinstance(metric, StatefulMetric)):
+        raise ValueError(f"{name}: metric must be callable, got {metric!r}")
+
+
+def fit_sites(
+    config: Config,
+    trains: Mapping[str, Windows],
+    metric,
+    *,
+    seeds: Sequence[int] = (0,),
+    valids: Mapping[str, Windows] | None = None,
+    label: str = "",
+    checkpoint: str | None = None,
+    segments: int = 1,
+) -> dict[str, FitResult]:
+    """``fit`` on several sites at once: sites x seeds in one vmapped program.
+
+    Args:
+      trains: {site: training windows}; every site's arrays must have the same
+        shapes (e.g. series truncated to a common length).
+      valids: {site: validation windows} for the same sites, or None.
+      (the rest as in ``fit``; one checkpoint file holds every site.)
+
+    Returns:
+      {site: FitResult}, each as a single-site ``fit`` with the same seeds returns.
+    """
+    _check_metric_arg("fit_sites", metric)
+    return _run(config, trains, valids, seeds, "loss2net", metric=metric, label=label,
+                checkpoint=checkpoint, segments=segments, sites=True)
 
 
 def fit_fixed_loss(
@@ -372,13 +499,33 @@ def fit_fixed_loss(
                 checkpoint=checkpoint)
 
 
+def fit_fixed_loss_sites(
+    config: Config,
+    trains: Mapping[str, Windows],
+    loss: Callable,
+    *,
+    seeds: Sequence[int] = (0,),
+    valids: Mapping[str, Windows] | None = None,
+    metric=None,
+    label: str = "",
+    checkpoint: str | None = None,
+) -> dict[str, FitResult]:
+    """``fit_fixed_loss`` on several sites at once (see ``fit_sites``)."""
+    if not callable(loss):
+        raise ValueError(f"fit_fixed_loss_sites: loss must be callable, got {loss!r}")
+    name = getattr(loss, "__name__", "loss")
+    return _run(config, trains, valids, seeds, name, metric=metric, loss=loss,
+                label=label, checkpoint=checkpoint, sites=True)
+
+
 def evaluate(result: FitResult, windows: Windows, metric, decisions=None) -> pd.DataFrame:
     """True metric of a trained method on ``windows``, one row per seed.
 
     Args:
       result: a FitResult.
       windows: the split to evaluate (usually ``.test``).
-      metric: per-sample metric.
+      metric: per-sample metric, or a StatefulMetric (scanned over the whole split
+        in time order from ``metric.init()``).
       decisions: optional [seeds, N, m] decisions to score instead of
         ``result.predict`` (e.g. after adding a tuned margin).
 

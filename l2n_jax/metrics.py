@@ -9,7 +9,9 @@ loss shaper only regresses on its values.
   Each call costs one device-to-host transfer per batch: prefer ``jnp`` metrics on
   GPU/TPU.
 * ``StatefulMetric`` is the type of time-correlated metrics (the ``power`` use case):
-  ``step(state, decision, obs) -> (cost, v, new_state)``.
+  ``step(state, decision, obs) -> (cost, v, new_state)``. ``batch_metric`` runs it as
+  a ``lax.scan`` over the rows of a batch taken as consecutive time steps from
+  ``init()``; training carries its state across steps (see ``train.py``).
 """
 
 from typing import Any, Callable, NamedTuple
@@ -26,8 +28,13 @@ class StatefulMetric(NamedTuple):
 
     Attributes:
       init: ``() -> state`` (a pytree of arrays), the state at a sequence start.
-      step: ``(state, decision [m], obs [k]) -> (cost (), v [j], new_state)`` where
-        ``v`` (e.g. a count of consecutive outages) is fed to the loss shaper.
+      step: ``(state, decision [m], obs [k]) -> (cost (), v [j], new_state)`` for
+        ONE time step, in ``jax.numpy``. ``v`` (e.g. the count of consecutive
+        outages before this step) is what the system reveals about its state; the
+        loss shaper gets it as an extra input, ``f_l(decision, obs, v)``. It should
+        depend on past decisions only (the state), not on ``decision``: the
+        predictor's gradient treats it as given. ``new_state`` has the structure,
+        shapes and dtypes of ``state``.
     """
 
     init: Callable[[], Any]
@@ -96,6 +103,9 @@ def check_metric(metric, decisions, obs) -> None:
     obs = np.asarray(obs, np.float32)
     b, m, k = decisions.shape[0], decisions.shape[1], obs.shape[1]
     what = f"decisions [{b}, {m}] and obs [{b}, {k}]"
+    if isinstance(metric, StatefulMetric):
+        v_dim(metric, decisions, obs)
+        return
     if isinstance(metric, HostMetric):
         if (metric.decision_dim, metric.obs_dim) != (m, k):
             raise ValueError(
@@ -131,15 +141,82 @@ def check_metric(metric, decisions, obs) -> None:
         )
 
 
-def batch_metric(metric: MetricFn) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """``metric`` over a batch: ``(decisions [B, m], obs [B, k]) -> costs [B]``."""
-    if isinstance(metric, StatefulMetric):
-        raise NotImplementedError(
-            "StatefulMetric training lands with the 'power' use case; pass a "
-            "per-sample metric(decision, obs) for now"
+def v_dim(metric: StatefulMetric, decisions, obs) -> int:
+    """Checks a StatefulMetric on a few consecutive samples; returns ``j = len(v)``.
+
+    Raises a ValueError naming the metric if ``init``/``step`` fail, or if the cost
+    is not a float scalar, ``v`` not a 1-D numeric vector, or ``new_state`` differs
+    in structure, shape or dtype from ``state`` (a ``lax.scan`` carry must not).
+    """
+    name = metric_name(metric)
+    if not (callable(metric.init) and callable(metric.step)):
+        raise ValueError(f"stateful metric {name!r}: init and step must be callable")
+    d = jax.ShapeDtypeStruct(np.shape(decisions)[1:], jnp.float32)
+    o = jax.ShapeDtypeStruct(np.shape(obs)[1:], jnp.float32)
+    try:
+        state = jax.eval_shape(metric.init)
+        cost, v, new_state = jax.eval_shape(metric.step, state, d, o)
+    except Exception as e:
+        raise ValueError(
+            f"stateful metric {name!r} failed on one step (decision {list(d.shape)}, "
+            f"obs {list(o.shape)}): {type(e).__name__}: {e}"
+        ) from e
+    if cost.shape != () or not np.issubdtype(cost.dtype, np.floating):
+        raise ValueError(
+            f"stateful metric {name!r}: step must return a float scalar cost, returned "
+            f"{cost.dtype}{list(cost.shape)}"
         )
+    if v.ndim != 1 or not np.issubdtype(v.dtype, np.number):
+        raise ValueError(
+            f"stateful metric {name!r}: step must return v as a 1-D vector [j], "
+            f"returned {v.dtype}{list(v.shape)}"
+        )
+    same = jax.tree.structure(state) == jax.tree.structure(new_state) and all(
+        a.shape == b.shape and a.dtype == b.dtype
+        for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(new_state))
+    )
+    if not same:
+        raise ValueError(
+            f"stateful metric {name!r}: step must return a new state shaped like "
+            f"init() ({state}), returned {new_state}"
+        )
+    return int(v.shape[0])
+
+
+def scan_metric(metric: StatefulMetric, state, decisions, obs):
+    """Runs a stateful metric over consecutive time steps.
+
+    Args:
+      metric: the StatefulMetric.
+      state: its state before the first step.
+      decisions: [T, m] decisions, in time order.
+      obs: [T, k] observations.
+
+    Returns:
+      (costs [T], v [T, j] float32, state after the last step).
+    """
+
+    def body(s, x):
+        cost, v, s = metric.step(s, *x)
+        return s, (cost, jnp.asarray(v, jnp.float32))
+
+    state, (costs, v) = jax.lax.scan(body, state, (decisions, obs))
+    return costs, v, state
+
+
+def batch_metric(metric) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """``metric`` over a batch: ``(decisions [B, m], obs [B, k]) -> costs [B]``.
+
+    A per-sample metric is vmapped. A ``StatefulMetric`` treats the rows as
+    consecutive time steps of one sequence starting at ``metric.init()`` (a
+    ``lax.scan``): this is how a whole validation or test split is scored, in order.
+    """
+    if isinstance(metric, StatefulMetric):
+        return lambda decisions, obs: scan_metric(metric, metric.init(), decisions, obs)[0]
     return jax.vmap(metric)
 
 
 def metric_name(metric: Any) -> str:
+    if isinstance(metric, StatefulMetric):
+        return getattr(metric.step, "__name__", "StatefulMetric")
     return getattr(metric, "__name__", type(metric).__name__)

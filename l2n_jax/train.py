@@ -10,19 +10,33 @@ compiled program. ``fit`` drives the same epoch function in chunks so it can log
 progress between chunks (one host sync per chunk, never per step); chunking does
 not change results, because every key is ``fold_in``-derived from the run key and
 the epoch/step counters.
+
+Stateful (time-correlated) metrics, ``metrics.StatefulMetric``: Loss2Net's batches
+are then not shuffled. The training split is cut into ``segments`` equal stretches,
+and step ``i`` takes the ``i``-th contiguous run of ``batch_size // segments``
+windows of every stretch, so a batch is ``segments`` contiguous time segments. The
+metric runs as a ``lax.scan`` over each segment (vmapped over segments) inside the
+jitted step, its state is carried from one step to the next in
+``TrainState.metric_state`` and reset to ``metric.init()`` at every epoch start (the
+start of each stretch's sequence). The metric's ``v`` for each sample, produced from
+the predictor's own noisy decisions, is an extra input of the loss shaper:
+``f_l(y_hat + eps, obs, v)``. Validation scans the whole validation split in order.
 """
+
+import functools
 
 from typing import Any, Callable, NamedTuple
 
 import flax.struct as struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from l2n_jax import nets, schedules
 from l2n_jax.config import Config
 from l2n_jax.data import Windows
-from l2n_jax.metrics import batch_metric
+from l2n_jax.metrics import StatefulMetric, batch_metric, scan_metric
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
@@ -53,6 +67,10 @@ class TrainState:
     best_epoch: jax.Array  # () int32
     replay: Replay | None
     bad_step: jax.Array  # () int32, first step with a non-finite cost/loss/param, -1
+    # Stateful metrics only: the metric state of each training segment after the
+    # last step, leaves [segments, ...]; None otherwise (no leaves, so stateless
+    # states, programs and checkpoints are unchanged).
+    metric_state: Any = None
 
 
 class Shapes(NamedTuple):
@@ -62,6 +80,7 @@ class Shapes(NamedTuple):
     decision_dim: int  # m
     obs_dim: int  # k
     n_train: int
+    v_dim: int = 0  # j, length of a StatefulMetric's v (extra shaper inputs); 0: none
 
     @classmethod
     def of(cls, windows: Windows) -> "Shapes":
@@ -100,6 +119,26 @@ def _steps_per_epoch(config: Config, n_train: int) -> int:
             "windows: lower batch_size or bring more data"
         )
     return steps
+
+
+def _segment_layout(config: Config, n_train: int, segments: int) -> tuple[int, int, int]:
+    """(steps per epoch, segment length, stretch length) of stateful training."""
+    if isinstance(segments, bool) or not isinstance(segments, int) or segments < 1:
+        raise ValueError(f"segments must be a positive int, got {segments!r}")
+    if config.batch_size % segments:
+        raise ValueError(
+            f"Config.batch_size ({config.batch_size}) must be a multiple of segments "
+            f"({segments}): a batch is segments contiguous runs of equal length"
+        )
+    seg_len = config.batch_size // segments
+    stretch = n_train // segments
+    steps = stretch // seg_len
+    if steps < 1:
+        raise ValueError(
+            f"{segments} segments of {seg_len} windows do not fit in the {n_train} "
+            "training windows: lower batch_size or segments, or bring more data"
+        )
+    return steps, seg_len, stretch
 
 
 def _gate(active, new, old):
@@ -146,29 +185,56 @@ def _target_bounds(train: Windows):
 
 
 def make_program(
-    config: Config, shapes: Shapes, metric=None, loss: Callable | None = None
+    config: Config,
+    shapes: Shapes,
+    metric=None,
+    loss: Callable | None = None,
+    segments: int = 1,
 ) -> Program:
     """Builds the training program of Loss2Net (``loss=None``) or of a fixed loss.
 
     Args:
       config: hyper-parameters.
-      shapes: static data shapes (``Shapes.of(train)``).
-      metric: per-sample true metric; drives Loss2Net and, for both kinds, the
-        validation cost used by ``select_best``. Required for Loss2Net.
+      shapes: static data shapes (``Shapes.of(train)``; for a StatefulMetric with
+        ``v_dim`` set to the length of its ``v``).
+      metric: per-sample true metric or a ``StatefulMetric``; drives Loss2Net and,
+        for both kinds, the validation cost used by ``select_best``. Required for
+        Loss2Net.
       loss: per-sample ``loss(prediction [m], target [m])`` for a fixed-loss
         baseline; the predictor then trains on it with eps = 0, no shaper.
+      segments: StatefulMetric only: contiguous time segments per Loss2Net batch
+        (module docstring); ``batch_size`` must be a multiple of it.
+
+    With a StatefulMetric, ``train_step`` takes batches with leaves
+    ``[segments, batch_size // segments, ...]`` (consecutive windows along axis 1).
     """
     m, k = shapes.decision_dim, shapes.obs_dim
-    steps = _steps_per_epoch(config, shapes.n_train)
+    steps = steps_shuffled = _steps_per_epoch(config, shapes.n_train)
     cotrain = loss is None
     if cotrain and metric is None:
         raise ValueError("make_program: Loss2Net needs a metric")
+    stateful = isinstance(metric, StatefulMetric)
+    stateful_train = cotrain and stateful
+    j = shapes.v_dim
+    if stateful and j < 1:
+        raise ValueError(
+            "make_program: a StatefulMetric needs shapes.v_dim = len(v) >= 1 "
+            "(fit sets it from metrics.v_dim)"
+        )
+    if stateful_train:
+        steps, seg_len, stretch = _segment_layout(config, shapes.n_train, segments)
+        # [steps, segments, seg_len]: segment i of stretch s, in time order.
+        segment_idx = (
+            np.arange(segments)[None, :, None] * stretch
+            + np.arange(steps)[:, None, None] * seg_len
+            + np.arange(seg_len)[None, None, :]
+        ).astype(np.int32)
     epochs_main = config.cotrain_epochs if cotrain else config.epochs
     total = epochs_main * steps
     lr_fn = schedules.learning_rate(config, total)
     noise_fn = schedules.noise_std(config, total) if cotrain else schedules.constant(0.0)
     predictor = nets.make_predictor(config, shapes.input_shape, m)
-    shaper = nets.make_shaper(config, m + k) if cotrain else None
+    shaper = nets.make_shaper(config, m + k + j) if cotrain else None
     metric_b = batch_metric(metric) if metric is not None else None
     loss_b = jax.vmap(loss) if loss is not None else None
     tx = optax.scale_by_adam()
@@ -181,6 +247,12 @@ def make_program(
             decisions = decisions - obs[:, :m]
         return jnp.concatenate([decisions, obs], axis=-1)
 
+    def init_segments():
+        return jax.tree.map(
+            lambda x: jnp.broadcast_to(jnp.asarray(x), (segments, *jnp.shape(x))),
+            metric.init(),
+        )
+
     def init(key):
         key_p, key_s = jax.random.split(jax.random.fold_in(key, _INIT))
         params = {"predictor": predictor.init(key_p)}
@@ -192,7 +264,7 @@ def make_program(
         if replay_on:
             r = config.replay_size
             replay = Replay(
-                jnp.zeros((r, m)), jnp.zeros((r, k)), jnp.zeros((r,)), jnp.array(0)
+                jnp.zeros((r, m)), jnp.zeros((r, k + j)), jnp.zeros((r,)), jnp.array(0)
             )
         return TrainState(
             params=params,
@@ -203,11 +275,17 @@ def make_program(
             best_epoch=jnp.array(-1, jnp.int32),
             replay=replay,
             bad_step=jnp.array(-1, jnp.int32),
+            metric_state=init_segments() if stateful_train else None,
         )
 
     def cotrain_step(key, state, batch, active=True, bounds=None):
         """Algorithm 1: one co-update of shaper and predictor."""
         key_noise, key_replay = jax.random.split(key)
+        if stateful_train:
+            # [segments, seg_len, ...] -> [batch, ...] for the networks; the metric
+            # gets the segments back below.
+            lanes = batch.targets.shape[:2]
+            batch = Windows(*(x.reshape(-1, *x.shape[2:]) for x in batch))
         b = batch.targets.shape[0]
         sigma = noise_fn(state.step)
         lr = lr_fn(state.step)
@@ -215,9 +293,22 @@ def make_program(
         p, s = state.params["predictor"], state.params["shaper"]
         y_hat, pullback = jax.vjp(lambda q: predictor.apply(q, batch.inputs, eps)[0], p)
         decisions = jax.lax.stop_gradient(y_hat) + eps
-        costs = jax.lax.stop_gradient(metric_b(decisions, batch.obs))
+        metric_state = state.metric_state
+        if stateful_train:
+            # The system runs through each segment in time order, carrying its state
+            # from the previous step's segment; v comes from our own decisions.
+            seg = lambda x: x.reshape(*lanes, x.shape[-1])
+            costs, v, metric_state = jax.vmap(functools.partial(scan_metric, metric))(
+                metric_state, seg(decisions), seg(batch.obs)
+            )
+            costs = jax.lax.stop_gradient(costs.reshape(b))
+            v = jax.lax.stop_gradient(v.reshape(b, j))
+            obs = jnp.concatenate([batch.obs, v], axis=-1)  # the shaper's view
+        else:
+            costs = jax.lax.stop_gradient(metric_b(decisions, batch.obs))
+            obs = batch.obs
 
-        fit_x, fit_obs, fit_cost = decisions, batch.obs, costs
+        fit_x, fit_obs, fit_cost = decisions, obs, costs
         weights = jnp.ones((b,))
         replay = state.replay
         if replay_on:
@@ -230,7 +321,7 @@ def make_program(
             slot = (replay.count + jnp.arange(b)) % config.replay_size
             replay = Replay(
                 replay.decisions.at[slot].set(decisions),
-                replay.obs.at[slot].set(batch.obs),
+                replay.obs.at[slot].set(obs),
                 replay.costs.at[slot].set(costs),
                 replay.count + b,
             )
@@ -247,7 +338,7 @@ def make_program(
             raise ValueError("train_step: range_penalty > 0 needs bounds=(lo, hi)")
 
         def shaped_loss(d):
-            value = jnp.mean(shaper.apply(s_new, shaper_input(d, batch.obs)))
+            value = jnp.mean(shaper.apply(s_new, shaper_input(d, obs)))
             if config.range_penalty > 0:
                 lo, hi = bounds
                 y = d - eps
@@ -265,6 +356,7 @@ def make_program(
             opt_state={"predictor": p_opt, "shaper": s_opt},
             step=state.step + 1,
             replay=replay,
+            metric_state=metric_state,
         )
         metrics = {
             "cost": jnp.mean(costs),
@@ -274,6 +366,8 @@ def make_program(
             "noise_std": sigma,
             "lr": lr,
         }
+        if stateful_train:
+            metrics["v_mean"] = jnp.mean(v)
         return _guard(state, new_state, costs, s_loss, p_loss), metrics
 
     def fixed_step(key, state, batch, active=True, bounds=None):
@@ -294,7 +388,8 @@ def make_program(
             step=state.step + 1,
         )
         metrics = {"loss": value, "mean_error": jnp.mean(pred - batch.targets), "lr": lr}
-        if metric_b is not None:
+        # A stateful metric's cost is not defined on a shuffled batch.
+        if metric_b is not None and not stateful:
             metrics["cost"] = jnp.mean(metric_b(pred, batch.obs))
         # Not guarded: fixed losses are library-defined, and the guard's extra ops
         # change XLA's fusion (and so the last bits) of the committed baselines.
@@ -305,7 +400,9 @@ def make_program(
     def _batches(key, epoch):
         perm_key = jax.random.fold_in(jax.random.fold_in(key, _PERM), epoch)
         perm = jax.random.permutation(perm_key, shapes.n_train)
-        return perm[: steps * config.batch_size].reshape(steps, config.batch_size)
+        return perm[: steps_shuffled * config.batch_size].reshape(
+            steps_shuffled, config.batch_size
+        )
 
     def pretrain(key, state, train):
         """MSE pre-training of IRs (own next values) and assembler (targets)."""
@@ -363,7 +460,13 @@ def make_program(
                 step_key = jax.random.fold_in(key_step, state.step)
                 return step_fn(step_key, state, train.take(idx), active, bounds)
 
-            state, history = jax.lax.scan(body, state, _batches(key, e))
+            if stateful_train:
+                # Each epoch replays every stretch from its start: a sequence start.
+                state = state.replace(metric_state=init_segments())
+                batches = jnp.asarray(segment_idx)
+            else:
+                batches = _batches(key, e)
+            state, history = jax.lax.scan(body, state, batches)
             if valid is not None:
                 cost, logged = validation(state.params, valid)
                 for name, value in logged.items():

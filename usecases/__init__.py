@@ -48,9 +48,12 @@ def quick_config() -> Config:
 
 
 def _registry():
-    from usecases import acra, netalloc, toy
+    from usecases import acra, netalloc, power, toy
 
-    return {uc.name: uc for uc in (acra.USECASE, netalloc.USECASE, toy.USECASE)}
+    return {
+        uc.name: uc
+        for uc in (acra.USECASE, netalloc.USECASE, power.USECASE, toy.USECASE)
+    }
 
 
 REGISTRY = _registry()

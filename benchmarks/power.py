@@ -1,0 +1,183 @@
+"""Regenerates the ``power`` use case: paper Table 1 on PJME and every other PJM
+region, and Fig. 3 (the learned loss against the error, one curve per ``v``).
+
+    python benchmarks/power.py [--quick] [--seeds=5] [--out=benchmarks/results/power]
+
+Every method trains all 12 regions x all seeds in one vmapped program per training
+(``compare.run_sites``), with the use case's budget (``usecases/power.py``:
+``get_config``, the last ``HOURS`` hours of each region). ``l2n_train
+--usecase=power`` runs the same programs and gives the same rows. Writes under
+``--out``: ``results.csv`` (one row per site x method x seed), ``results.md``
+(Table 1 and the per-region table, with each method's cost relative to Loss2Net),
+``fig3.png`` (needs matplotlib, the ``[plot]`` extra), ``config.json``, and, unless
+``--lstm_seeds=0``, ``lstm.csv`` / a section of ``results.md`` with one measurement
+of the paper's LSTM predictor on PJME.
+"""
+
+import json
+import pathlib
+import time
+
+import numpy as np
+import pandas as pd
+from absl import app, flags, logging
+
+from l2n_jax import compare
+from usecases import REGISTRY, power
+
+_QUICK = flags.DEFINE_bool("quick", False, "Smoke budget: tiny nets, 4000 hours, 2 seeds.")
+_SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per method (vmapped).", lower_bound=1)
+_OUT = flags.DEFINE_string("out", "benchmarks/results/power", "Output directory.")
+_LSTM_SEEDS = flags.DEFINE_integer(
+    "lstm_seeds", 2, "Seeds of the paper-LSTM measurement on PJME (0: skip).",
+    lower_bound=0,
+)
+_LSTM_EPOCHS = flags.DEFINE_integer(
+    "lstm_epochs", 6, "Epochs (2 of them MSE pre-training) of the LSTM measurement.",
+    lower_bound=3,
+)
+
+LSTM_METHODS = ("loss2net", "mse_margin", "alpha_omc")
+
+
+def _tidy(df, ir):
+    df = df.rename(columns={"cost": "test_cost"})
+    df.insert(0, "usecase", "power")
+    df["predictor"] = ir
+    return df
+
+
+def learned_curves(result, ws, errors, n_loads=256, v_max=power.V_CAP):
+    """Learned loss f_l(y + e, y, v), averaged over test loads y: [seeds, v, errors]."""
+    rng = np.random.default_rng(0)
+    loads = np.asarray(ws.test.targets)[rng.choice(len(ws.test), n_loads, replace=False)]
+    out = []
+    for v in range(v_max + 1):
+        y = np.repeat(loads, len(errors), axis=0)  # [n_loads * E, 1]
+        d = y + np.tile(errors, n_loads)[:, None]
+        f = result.shaper(d, y, np.full_like(y, v))  # [seeds, n_loads * E]
+        out.append(f.reshape(f.shape[0], n_loads, len(errors)).mean(axis=1))
+    return np.stack(out, axis=1)
+
+
+def plot_fig3(result, ws, path, site="PJME"):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logging.warning("matplotlib is not installed (pip install -e '.[plot]'): "
+                        "no %s", path)
+        return None
+    errors = np.linspace(-0.15, 0.15, 121).astype(np.float32)
+    curves = learned_curves(result, ws, errors)  # [seeds, v, E]
+    mean = curves.mean(axis=0)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=150)
+    cmap = plt.get_cmap("viridis")
+    for v in range(mean.shape[0]):
+        color = cmap(v / (mean.shape[0] - 1))
+        ax.plot(errors, mean[v], color=color, lw=2, label=f"v = {v}")
+        ax.fill_between(errors, curves[:, v].min(0), curves[:, v].max(0), color=color,
+                        alpha=0.15, lw=0)
+        true = np.where(errors < 0, power.BETA * (v + 1), power.GAMMA * errors)
+        ax.plot(errors, true, color=color, lw=1, ls="--")
+    ax.set_xlabel("error  ŷ − y  (scaled units)")
+    ax.set_ylabel("loss")
+    ax.set_title(f"Learned loss f_l(ŷ, y, v), {site} (mean of {curves.shape[0]} seeds;"
+                 " dashed: true cost)", fontsize=9)
+    ax.legend(title="consecutive outages", fontsize=8, title_fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return curves
+
+
+def _lstm_config(epochs):
+    """The paper's predictor: LSTM (128, 128, 64) + one output layer."""
+    return REGISTRY["power"].get_config().replace(
+        ir_kind="lstm", predictor_lstm=(128, 128, 64), assembler=(), epochs=epochs,
+        pretrain_epochs=2, log_every=1,
+    )
+
+
+def main(argv):
+    del argv
+    t_start = time.perf_counter()
+    uc = REGISTRY["power"]
+    quick = _QUICK.value
+    config = uc.get_config(quick=quick)
+    hours = power.QUICK_HOURS if quick else power.HOURS
+    seeds = tuple(range(2 if quick else _SEEDS.value))
+    options = power.options(hours=hours)
+    metric = power.make_metric()
+    out = pathlib.Path(_OUT.value)
+    out.mkdir(parents=True, exist_ok=True)
+    wss = {s: options.load(s) for s in uc.sites}
+
+    frames, fits, timing = [], {}, {}
+    for method in uc.methods:
+        t0 = time.perf_counter()
+        df = compare.run_sites(method, config, wss, metric, seeds, options,
+                               label="power", fits=fits if method == "loss2net" else None)
+        timing[method] = time.perf_counter() - t0
+        frames.append(_tidy(df, "mlp"))
+        pd.concat(frames, ignore_index=True).to_csv(out / "results.csv", index=False)
+    results = pd.concat(frames, ignore_index=True)
+    t_table = time.perf_counter() - t_start
+
+    curves = plot_fig3(fits["PJME"], wss["PJME"], out / "fig3.png")
+
+    lstm = None
+    if _LSTM_SEEDS.value and not quick:
+        lstm_frames = []
+        lstm_config = _lstm_config(_LSTM_EPOCHS.value)
+        for method in LSTM_METHODS:
+            t0 = time.perf_counter()
+            df = compare.run_sites(method, lstm_config, {"PJME": wss["PJME"]}, metric,
+                                   tuple(range(_LSTM_SEEDS.value)), options,
+                                   label="power-lstm")
+            timing[f"lstm/{method}"] = time.perf_counter() - t0
+            lstm_frames.append(_tidy(df, "lstm"))
+        lstm = pd.concat(lstm_frames, ignore_index=True)
+        lstm.to_csv(out / "lstm.csv", index=False)
+    total = time.perf_counter() - t_start
+
+    header = (
+        f"# power: Table 1 (normalised cost, mean ± std over {len(seeds)} seeds)\n\n"
+        f"Command: `python benchmarks/power.py{' --quick' if quick else ''}`. "
+        f"Budget: last {hours} hours of each of the {len(uc.sites)} PJM regions "
+        f"(split 70/10/20 in time order, lookback {power.LOOKBACK} h), every network "
+        f"method {config.epochs} epochs at batch {config.batch_size} of the same fast "
+        f"predictor (MLP IR {config.ir_mlp}, assembler {config.assembler}; Loss2Net: "
+        f"{config.pretrain_epochs} of them MSE pre-training, SIREN shaper "
+        f"{config.shaper_hidden}, {options.segments} contiguous segments per batch); "
+        f"beta = {power.BETA}, gamma = {power.GAMMA}, v capped at {power.V_CAP}. "
+        f"Wall time: table {t_table:.0f} s, total {total:.0f} s.\n\n"
+    )
+    text = [header, power.summary(results)]
+    if lstm is not None:
+        text += [
+            f"\n## One measurement with the paper's LSTM predictor (PJME, "
+            f"{_LSTM_SEEDS.value} seeds, {_LSTM_EPOCHS.value} epochs)\n\n",
+            compare.summary_table(lstm),
+        ]
+    (out / "results.md").write_text("".join(text))
+    info = {
+        "config": config.to_dict(), "hours": hours, "seeds": list(seeds),
+        "segments": options.segments, "beta": power.BETA, "gamma": power.GAMMA,
+        "v_cap": power.V_CAP, "taus": list(options.taus), "seconds": timing,
+        "total_s": total,
+    }
+    if curves is not None:
+        info["fig3_learned_loss_at_error_-0.05_by_v"] = [
+            float(x) for x in curves.mean(0)[:, 40]
+        ]
+    (out / "config.json").write_text(json.dumps(info, indent=2))
+    print("".join(text))
+
+
+if __name__ == "__main__":
+    logging.set_verbosity(logging.INFO)
+    app.run(main)
