@@ -176,7 +176,7 @@ def test_segments_must_divide_the_batch(windows):
         _stateful_program(windows, segments=3)
 
 
-def test_stateful_fit_runs_and_scores_in_order(windows):
+def test_stateful_fit_runs_and_scores_in_order(windows, tmp_path):
     config = tiny_config(batch_size=16, replay_size=64)
     result = l2n.fit(config, windows.train, outage_metric(), seeds=(0, 1),
                      valid=windows.valid, segments=4)
@@ -193,6 +193,12 @@ def test_stateful_fit_runs_and_scores_in_order(windows):
     assert learned.shape == (2, n) and np.isfinite(learned).all()
     with pytest.raises(ValueError, match="takes v"):
         result.shaper(d[0], windows.test.obs)
+    result.save(str(tmp_path / "power.msgpack"))
+    loaded = l2n.load(str(tmp_path / "power.msgpack"))
+    assert loaded.shapes.v_dim == 1
+    np.testing.assert_array_equal(
+        loaded.shaper(d[0], windows.test.obs, np.zeros((n, 1))), learned
+    )
 
 
 def test_sites_in_one_program_equal_per_site_runs():
