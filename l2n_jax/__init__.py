@@ -17,6 +17,8 @@ from l2n_jax.fit import (
     evaluate,
     fit,
     fit_fixed_loss,
+    fit_fixed_loss_sites,
+    fit_sites,
     load,
     score,
 )
@@ -36,6 +38,8 @@ __all__ = [
     "evaluate",
     "fit",
     "fit_fixed_loss",
+    "fit_fixed_loss_sites",
+    "fit_sites",
     "host_metric",
     "load",
     "losses",

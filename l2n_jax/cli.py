@@ -31,7 +31,7 @@ from l2n_jax.compare import METHODS, run_method, summary_table
 from l2n_jax.fit import NonFiniteError
 
 _USECASE = flags.DEFINE_string(
-    "usecase", None, "Use case to run: acra | netalloc | toy (see README)."
+    "usecase", None, "Use case to run: acra | netalloc | power | toy (see README)."
 )
 _SEEDS = flags.DEFINE_integer(
     "seeds", 5, "Number of seeds per method (trained together in one vmapped program).",
