@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import flax.serialization
 import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -270,6 +271,11 @@ def _run(
             fingerprint["sites"] = list(sites)
         template = jax.eval_shape(start, keys, train)
         restored = ckpt_lib.restore(checkpoint, template, fingerprint)
+    # With several devices the seed axis is split across them; jit partitions the
+    # same program (GSPMD), data are replicated.
+    seed_sharding = _seed_sharding(len(keys), 0 if sites is None else 1, tag)
+    if seed_sharding is not None:
+        keys = jax.device_put(keys, _seed_sharding(len(keys), 0, tag))
     t0 = time.perf_counter()
     if restored is None:
         state = jax.block_until_ready(start(keys, train))
@@ -278,6 +284,8 @@ def _run(
         state, epoch = restored.state, restored.epoch
         chunks, firsts = restored.chunks, restored.firsts
         logging.info("%s resuming from %s at epoch %d/%d", tag, checkpoint, epoch, n_epochs)
+    if seed_sharding is not None:
+        state = jax.device_put(state, seed_sharding)
     t_pre = time.perf_counter() - t0
 
     compiled: dict[int, Any] = {}  # chunk length -> AOT-compiled program
@@ -349,6 +357,23 @@ def _run(
         )
         for d, site in enumerate(sites)
     }
+
+
+def _seed_sharding(n_seeds: int, axis: int, tag: str = ""):
+    """A NamedSharding splitting the seed axis over the local devices, or None.
+
+    Uses the largest number of devices that divides the number of seeds (seeds are
+    never padded); None on a single device.
+    """
+    devices = jax.local_devices()
+    n = max(d for d in range(1, len(devices) + 1) if n_seeds % d == 0)
+    if n < 2:
+        return None
+    if n < len(devices):
+        logging.info("%s %d seeds over %d of %d devices (use a multiple of %d seeds "
+                     "to use them all)", tag, n_seeds, n, len(devices), len(devices))
+    mesh = Mesh(np.asarray(devices[:n]), ("runs",))
+    return NamedSharding(mesh, PartitionSpec(*([None] * axis), "runs"))
 
 
 class NonFiniteError(FloatingPointError):
