@@ -63,7 +63,8 @@ def _rows(decisions, forecasts, ws, metric, seeds, method, knob=None):
 _FIXED_FITS: dict = {}
 
 
-def _checkpoint(directory, name):
+def checkpoint_path(directory, name):
+    """``<directory>/<name>.ckpt``, or None when checkpointing is off."""
     return None if directory is None else os.path.join(directory, f"{name}.ckpt")
 
 
@@ -89,11 +90,13 @@ def _fit_many(config, wss, seeds, label, checkpoint, *, metric=None, loss=None,
                                 label=label, checkpoint=checkpoint)
 
 
-def _fit_fixed(config, wss, loss, seeds, label, checkpoint_dir=None):
+def fit_fixed(config, wss, loss, seeds, label, checkpoint_dir=None):
+    """{site: FitResult} of a fixed-loss training, trained once per site set, budget,
+    seeds and loss (methods that share a forecaster reuse it)."""
     key = (tuple(id(ws.train) for ws in wss.values()), config, seeds, loss)
     if key not in _FIXED_FITS:
         results = _fit_many(config, wss, seeds, label,
-                            _checkpoint(checkpoint_dir, loss.__name__), loss=loss)
+                            checkpoint_path(checkpoint_dir, loss.__name__), loss=loss)
         _FIXED_FITS[key] = (wss, results)
     return _FIXED_FITS[key][1]
 
@@ -137,7 +140,7 @@ def run_sites(
     tag = f"{label}/{method}" if label else method
     frames = {}
     if method == "loss2net":
-        results = _fit_many(config, wss, seeds, tag, _checkpoint(checkpoint_dir, "loss2net"),
+        results = _fit_many(config, wss, seeds, tag, checkpoint_path(checkpoint_dir, "loss2net"),
                             metric=metric, segments=options.segments)
         for site, ws in wss.items():
             d = results[site].predict(ws.test.inputs)
@@ -149,12 +152,12 @@ def run_sites(
             loss = losses.alpha_omc(options.alpha, options.omc_e)
         else:
             loss = getattr(losses, method)
-        results = _fit_fixed(config, wss, loss, seeds, tag, checkpoint_dir)
+        results = fit_fixed(config, wss, loss, seeds, tag, checkpoint_dir)
         for site, ws in wss.items():
             d = results[site].predict(ws.test.inputs)
             frames[site] = _rows(d, d, ws, metric, seeds, method)
     elif method == "mse_margin":
-        results = _fit_fixed(config, wss, losses.mse, seeds, tag, checkpoint_dir)
+        results = fit_fixed(config, wss, losses.mse, seeds, tag, checkpoint_dir)
         for site, ws in wss.items():
             r = results[site]
             frames[site] = _with_margin(
@@ -166,7 +169,7 @@ def run_sites(
         for tau in options.taus:
             loss = losses.pinball(tau)
             results = _fit_many(config, wss, seeds, f"{tag}[tau={tau}]",
-                                _checkpoint(checkpoint_dir, loss.__name__), loss=loss)
+                                checkpoint_path(checkpoint_dir, loss.__name__), loss=loss)
             for site, ws in wss.items():
                 r = results[site]
                 valid = score(r.predict(ws.valid.inputs), ws.valid, metric, seeds, method)

@@ -275,7 +275,7 @@ def _run(
     # same program (GSPMD), data are replicated.
     seed_sharding = _seed_sharding(len(keys), 0 if sites is None else 1, tag)
     if seed_sharding is not None:
-        keys = jax.device_put(keys, _seed_sharding(len(keys), 0, tag))
+        keys = jax.device_put(keys, NamedSharding(seed_sharding.mesh, PartitionSpec("runs")))
     t0 = time.perf_counter()
     if restored is None:
         state = jax.block_until_ready(start(keys, train))

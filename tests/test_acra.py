@@ -74,9 +74,8 @@ def test_baselines_end_to_end_give_rows_with_profit_and_accepted(small):
         assert len(df) == 2 and list(df["seed"]) == [0, 1]
         np.testing.assert_allclose(df["profit"], -df["cost"])
         assert ((df["accepted"] > 0) & (df["accepted"] <= 4)).all()
-    # The tuned margin is the validation argmin, so it is never worse on valid
-    # than the untuned knapsack's margin of 1.
-    assert rows["knapsack_margin"]["knob"].between(0.8, 1.3).all()
+    # The tuned margin comes from the grid (its argmin property is tested below).
+    assert rows["knapsack_margin"]["knob"].isin(acra.MARGINS).all()
     assert rows["oracle"]["profit"].nunique() == 1  # no learning, same for every seed
 
 

@@ -31,7 +31,6 @@ Methods:
 """
 
 import functools
-import os
 import time
 
 import jax
@@ -41,10 +40,10 @@ import pandas as pd
 from absl import logging
 
 from l2n_jax import losses
-from l2n_jax.compare import Options
+from l2n_jax.compare import Options, checkpoint_path, fit_fixed
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
-from l2n_jax.fit import fit, fit_fixed_loss, score
+from l2n_jax.fit import fit, score
 from usecases import UseCase, acra_emulator as emu, pjm, quick_config
 
 SITES = ("S2", "S4", "S6", "S8", "S10")
@@ -102,20 +101,6 @@ def _params(ws: WindowSet) -> emu.EmulatorParams:
     return emu.emulator_params(ws.train.targets.shape[1])
 
 
-# (id(train split), config, seeds) -> (WindowSet kept alive, FitResult): the three
-# knapsack methods share one MSE forecaster per S and budget.
-_FORECASTERS: dict = {}
-
-
-def _forecaster(config, ws, seeds, label, checkpoint):
-    key = (id(ws.train), config, seeds)
-    if key not in _FORECASTERS:
-        result = fit_fixed_loss(config, ws.train, losses.mse, seeds=seeds, valid=ws.valid,
-                                label=label, checkpoint=checkpoint)
-        _FORECASTERS[key] = (ws, result)
-    return _FORECASTERS[key][1]
-
-
 def _rows(decisions, ws, metric, seeds, method, knob=None):
     decisions = np.asarray(decisions, np.float32)
     df = score(decisions, ws.test, metric, seeds, method)
@@ -137,9 +122,9 @@ def tune_margin(valid_forecasts, ws, metric, margins=MARGINS) -> np.ndarray:
     """Per seed, the knapsack head-room margin of lowest true validation cost."""
     obs = jnp.asarray(ws.valid.obs)
     cost = jax.jit(jax.vmap(metric))
+    p = _params(ws)
     best = []
     for f in np.asarray(valid_forecasts):
-        p = _params(ws)
         costs = [
             float(cost(jnp.asarray(emu.knapsack_decision(f, p.capacity, p.prices, m)),
                        obs).mean())
@@ -156,16 +141,15 @@ def run_method(method, config, ws, metric, seeds, options=None, label="",
     seeds = tuple(seeds)
     tag = f"{label}/{method}" if label else method
 
-    def ckpt(name):
-        return None if checkpoint_dir is None else os.path.join(checkpoint_dir, f"{name}.ckpt")
-
     if method in ("loss2net", "bm_split"):
         cfg = config.replace(split_irs=method == "bm_split")
         result = fit(cfg, ws.train, metric, seeds=seeds, valid=ws.valid, label=tag,
-                     checkpoint=ckpt(method))
+                     checkpoint=checkpoint_path(checkpoint_dir, method))
         df = _rows(result.predict(ws.test.inputs), ws, metric, seeds, method)
     elif method in ("knapsack", "knapsack_margin", "greedy"):
-        result = _forecaster(config, ws, seeds, tag, ckpt("mse_forecaster"))
+        # The three knapsack methods share one MSE forecaster per S and budget.
+        (result,) = fit_fixed(config, {"acra": ws}, losses.mse, seeds, tag,
+                              checkpoint_dir).values()
         test_fc = result.predict(ws.test.inputs)
         margin = np.ones(len(seeds))
         if method == "knapsack_margin":
