@@ -6,7 +6,7 @@ the true metric, as Loss2Net's epoch selection is. Each method trains all seeds 
 one vmapped program. Rows are tidy: one per site x method x seed.
 
 ``run_sites`` does the same for several sites at once, each training running every
-site x seed in one program; ``run_method`` uses it when ``Options.sites`` says the
+site x seed in one program (sites of different lengths padded and masked); ``run_method`` uses it when ``Options.sites`` says the
 use case batches its sites (``power``). Metrics may be stateful
 (``l2n.StatefulMetric``): scoring and margin tuning then scan each split in order.
 """
@@ -123,7 +123,7 @@ def run_sites(
     fits: dict | None = None,
 ) -> pd.DataFrame:
     """``run_method`` on several sites: each training runs every site x seed in one
-    vmapped program (sites must have equal window counts).
+    vmapped program (window counts may differ: padded, see ``l2n.fit_sites``).
 
     Args:
       wss: {site: WindowSet}.
@@ -167,9 +167,8 @@ def run_sites(
     elif method == "pinball_tuned":
         best = {}
         for tau in options.taus:
-            loss = losses.pinball(tau)
-            results = _fit_many(config, wss, seeds, f"{tag}[tau={tau}]",
-                                checkpoint_path(checkpoint_dir, loss.__name__), loss=loss)
+            results = fit_fixed(config, wss, losses.pinball(tau), seeds,
+                                f"{tag}[tau={tau}]", checkpoint_dir)
             for site, ws in wss.items():
                 r = results[site]
                 valid = score(r.predict(ws.valid.inputs), ws.valid, metric, seeds, method)

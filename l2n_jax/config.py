@@ -58,6 +58,9 @@ class Config:
         (f_l(y_hat + eps - y, v), y = the first m obs). Added measure.
       split_irs: no assembler; IR ``s`` emits decision ``s`` directly (the paper's
         "bm-split" ablation; needs as many decisions as input series).
+      freeze_shaper: Loss2Net only: the loss shaper is not trained; the predictor
+        learns on the shaper it starts from (``fit(..., shaper=...)``, a shaper
+        learned elsewhere: the paper's transfer, appendix D.3).
       select_best: keep the parameters of the epoch with the lowest true metric on
         the validation split (needs ``valid``). Added measure.
       log_every: epochs between progress lines (one host sync per chunk).
@@ -91,6 +94,7 @@ class Config:
     shaper_input: str = "decision"
     select_best: bool = True
     split_irs: bool = False
+    freeze_shaper: bool = False
     log_every: int = 10
 
     def __post_init__(self):
@@ -199,6 +203,6 @@ def validate(config: Config) -> None:
             f"shaper_warmup_epochs ({config.pretrain_epochs} + "
             f"{config.shaper_warmup_epochs}): no epoch would be left for co-training"
         )
-    for name in ("feed_eps", "forecast_skip", "select_best", "split_irs"):
+    for name in ("feed_eps", "forecast_skip", "select_best", "split_irs", "freeze_shaper"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"Config.{name} must be a bool, got {getattr(config, name)!r}")

@@ -5,11 +5,15 @@ Training proceeds in chunks of ``config.log_every`` epochs so a progress line
 (epoch, steps/s, ETA, costs) can be printed between chunks; that is one host sync
 per chunk, never per step.
 
-``fit_sites`` / ``fit_fixed_loss_sites`` train several sites (data sets of equal
-shapes, e.g. regions truncated to a common length) x every seed in ONE
+``fit_sites`` / ``fit_fixed_loss_sites`` train several sites x every seed in ONE
 ``jit(vmap(sites, vmap(seeds)))`` program. Every site uses the same seed keys, so a
 site's result is the one a single-site ``fit`` with those seeds gives (up to the
-float rounding of the batched program).
+float rounding of the batched program). Sites with different window counts are
+padded to the longest and masked (``train.make_program(padded=True)``): each site
+still runs its own epochs, steps and schedules, and equals its run alone through the
+padded path (``pad=True``), which differs from plain ``fit`` only in how the epoch's
+shuffle is drawn. The padded steps of shorter sites are computed and discarded:
+the cost of one program, reported as ``timing['padding_waste']``.
 """
 
 import dataclasses
@@ -185,8 +189,20 @@ def _history_frame(chunks, seeds, steps_per_epoch, first_epoch_of_chunk):
     return df.drop(columns="i").reset_index(drop=True)
 
 
-def _stack_sites(trains, valids):
-    """Site names and stacked [sites, N, ...] train (and valid) windows."""
+def _pad_to(w: Windows, n: int) -> Windows:
+    extra = n - w.inputs.shape[0]
+    if extra == 0:
+        return w
+    return Windows(*(jnp.concatenate([x, jnp.zeros((extra, *x.shape[1:]), x.dtype)])
+                     for x in w))
+
+
+def _stack_sites(trains, valids, pad=None):
+    """Site names, stacked [sites, N, ...] train (and valid) windows, and the
+    [sites, 2] real (train, valid) counts when padded (else None).
+
+    ``pad``: None pads only when the sites' window counts differ; True always uses
+    the padded program; False refuses different counts."""
     if not isinstance(trains, Mapping) or not trains:
         raise ValueError("trains must be a non-empty mapping {site: Windows}")
     sites = tuple(trains)
@@ -194,19 +210,36 @@ def _stack_sites(trains, valids):
         raise ValueError(f"valids must name the same sites as trains {list(sites)}, "
                          f"got {list(valids)}")
 
-    def stack(splits, name):
+    def check(splits, name):
         arrays = {s: _as_windows(w, f"{name}[{s!r}]") for s, w in splits.items()}
         ref = arrays[sites[0]]
         for s, w in arrays.items():
-            if [x.shape for x in w] != [x.shape for x in ref]:
+            if [x.shape[1:] for x in w] != [x.shape[1:] for x in ref]:
                 raise ValueError(
-                    f"{name}[{s!r}] has shapes {[x.shape for x in w]}, site "
-                    f"{sites[0]!r} {[x.shape for x in ref]}: sites are batched in one "
-                    "program, so truncate them to a common length first"
+                    f"{name}[{s!r}] has window shapes {[x.shape[1:] for x in w]}, site "
+                    f"{sites[0]!r} {[x.shape[1:] for x in ref]}: sites batched in one "
+                    "program need the same lookback, series, features and targets"
                 )
-        return Windows(*(jnp.stack(x) for x in zip(*(arrays[s] for s in sites))))
+        return arrays
 
-    return sites, stack(trains, "train"), None if valids is None else stack(valids, "valid")
+    def stack(arrays, n):
+        return Windows(*(jnp.stack(x) for x in zip(*(_pad_to(arrays[s], n) for s in sites))))
+
+    splits = [check(trains, "train")] + ([] if valids is None else [check(valids, "valid")])
+    counts = [[int(a[s].inputs.shape[0]) for s in sites] for a in splits]
+    uneven = any(len(set(c)) > 1 for c in counts)
+    if uneven and pad is False:
+        raise ValueError(
+            f"sites have different window counts {dict(zip(sites, counts[0]))} and "
+            "pad=False: truncate them to a common length, or allow padding"
+        )
+    padded = bool(pad) or uneven
+    stacked = [stack(a, max(c)) for a, c in zip(splits, counts)]
+    sizes = None
+    if padded:
+        n_valid = counts[1] if valids is not None else counts[0]
+        sizes = jnp.asarray(np.stack([counts[0], n_valid], axis=1), jnp.int32)
+    return sites, stacked[0], (stacked[1] if valids is not None else None), sizes
 
 
 def _run(
@@ -221,15 +254,29 @@ def _run(
     checkpoint: str | None = None,
     segments: int = 1,
     sites: bool = False,
+    shaper=None,
+    pad=None,
 ):
     """Trains every seed (and with ``sites``, every site of the mappings ``train``
-    and ``valid``) in one program; returns a FitResult, or {site: FitResult}."""
+    and ``valid``) in one program; returns a FitResult, or {site: FitResult}.
+
+    ``shaper``: initial shaper params stacked over seeds ({site: ...} with sites).
+    """
+    sizes = None
     if sites:
-        sites, train, valid = _stack_sites(train, valid)
+        if shaper is not None:
+            if not isinstance(shaper, Mapping) or set(shaper) != set(train):
+                raise ValueError(f"shaper must map every site {list(train)} to shaper "
+                                 "params stacked over seeds")
+            shaper = jax.tree.map(lambda *x: jnp.stack(x), *(shaper[s] for s in train))
+        sites, train, valid, sizes = _stack_sites(train, valid, pad)
         first = Windows(*(x[0] for x in train))  # what shapes and checks look at
     else:
         sites = None
         train = first = _as_windows(train, "train")
+    if config.freeze_shaper and loss is None and shaper is None:
+        raise ValueError("Config.freeze_shaper needs a shaper to start from: pass "
+                         "shaper= (e.g. FitResult.params['shaper'] of another site)")
     if valid is not None:
         if sites is None:
             valid = _as_windows(valid, "valid")
@@ -244,9 +291,21 @@ def _run(
         if isinstance(metric, StatefulMetric):
             shapes = shapes._replace(v_dim=v_dim(metric, first.targets[:8], first.obs[:8]))
     program = train_lib.make_program(
-        config, shapes, metric=metric, loss=loss, segments=segments
+        config, shapes, metric=metric, loss=loss, segments=segments,
+        padded=sizes is not None,
     )
     keys = _seed_keys(seeds)
+    if shaper is not None:
+        shaper = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), shaper)
+        template = jax.eval_shape(program.init, keys[0]).params["shaper"]
+        lead = (len(sites),) if sites is not None else ()
+        want = jax.tree.map(lambda t: (*lead, len(keys), *t.shape), template)
+        got = jax.tree.map(lambda x: x.shape, shaper)
+        if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
+            raise ValueError(
+                "shaper params do not match this run's shaper (config.shaper_hidden, "
+                f"inputs) stacked over {len(keys)} seeds: expected {want}, got {got}"
+            )
     n_epochs = config.cotrain_epochs if loss is None else config.epochs
     steps = program.steps_per_epoch
     tag = f"[{label or method}]"
@@ -257,10 +316,16 @@ def _run(
 
     # Data go in as arguments (not closed over), so XLA does not embed them as
     # constants in the compiled program.
+    sp_axis = None if shaper is None else 0
+    sz_axis = None if sizes is None else 0
     start = jax.jit(over_sites(
-        jax.vmap(lambda k, tr: program.pretrain(k, program.init(k), tr), (0, None)),
-        (None, 0),
+        jax.vmap(
+            lambda k, tr, sp, sz: program.pretrain(k, program.init(k, sp), tr, sz),
+            (0, None, sp_axis, None),
+        ),
+        (None, 0, sp_axis, sz_axis),
     ))
+    start_args = (keys, train, shaper, sizes)
     fingerprint = None
     restored = None
     if checkpoint is not None:
@@ -269,7 +334,11 @@ def _run(
             fingerprint["segments"] = segments
         if sites is not None:
             fingerprint["sites"] = list(sites)
-        template = jax.eval_shape(start, keys, train)
+        if sizes is not None:
+            fingerprint["sizes"] = np.asarray(sizes).tolist()
+        if shaper is not None:
+            fingerprint["shaper"] = ckpt_lib.data_digest(*jax.tree.leaves(shaper))
+        template = jax.eval_shape(start, *start_args)
         restored = ckpt_lib.restore(checkpoint, template, fingerprint)
     # With several devices the seed axis is split across them; jit partitions the
     # same program (GSPMD), data are replicated.
@@ -278,7 +347,7 @@ def _run(
         keys = jax.device_put(keys, NamedSharding(seed_sharding.mesh, PartitionSpec("runs")))
     t0 = time.perf_counter()
     if restored is None:
-        state = jax.block_until_ready(start(keys, train))
+        state = jax.block_until_ready(start(*start_args))
         chunks, firsts, epoch = [], [], 0
     else:
         state, epoch = restored.state, restored.epoch
@@ -296,16 +365,16 @@ def _run(
         if n not in compiled:
             fn = jax.jit(over_sites(
                 jax.vmap(
-                    lambda k, s, tr, va, e0, n=n: program.epochs(k, s, tr, va, e0, n),
-                    in_axes=(0, 0, None, None, None),
+                    lambda k, s, tr, va, e0, sz, n=n: program.epochs(k, s, tr, va, e0, n, sz),
+                    in_axes=(0, 0, None, None, None, None),
                 ),
-                (None, 0, 0, 0, None),
+                (None, 0, 0, 0, None, sz_axis),
             ))
             t0 = time.perf_counter()
-            compiled[n] = fn.lower(keys, state, train, valid, first).compile()
+            compiled[n] = fn.lower(keys, state, train, valid, first, sizes).compile()
             compile_s += time.perf_counter() - t0
         t0 = time.perf_counter()
-        state, hist = compiled[n](keys, state, train, valid, first)
+        state, hist = compiled[n](keys, state, train, valid, first, sizes)
         jax.block_until_ready(state)
         run_s += time.perf_counter() - t0
         done += n * steps
@@ -339,21 +408,32 @@ def _run(
         "run_s": run_s,
         "steps_per_s": done / run_s if run_s > 0 else None,
     }
+    site_steps = [steps] * (1 if sites is None else len(sites))
+    if sizes is not None:
+        site_steps = [int(n) // config.batch_size for n in np.asarray(sizes)[:, 0]]
+        # Share of the program's steps that were dead (gated) padding steps.
+        timing["padding_waste"] = 1.0 - sum(site_steps) / (steps * len(site_steps))
 
-    def result(params, chunks, best_epoch):
-        history = _history_frame(chunks, seeds, steps, firsts) if chunks else pd.DataFrame()
+    def result(params, chunks, best_epoch, n_steps, n_train=shapes.n_train):
+        history = (_history_frame(chunks, seeds, n_steps, firsts) if chunks
+                   else pd.DataFrame())
+        site_shapes = shapes._replace(n_train=n_train)
         return FitResult(
-            config, tuple(int(s) for s in seeds), params, history, method, shapes,
+            config, tuple(int(s) for s in seeds), params, history, method, site_shapes,
             best_epoch, timing,
         )
 
     if sites is None:
-        return result(params, chunks, best_epoch)
+        return result(params, chunks, best_epoch, steps)
     return {
         site: result(
             jax.tree.map(lambda x, d=d: x[d], params),
-            [{k: np.asarray(v)[d] for k, v in c.items()} for c in chunks],
+            # Dead steps of a padded site are dropped from its history.
+            [{k: np.asarray(v)[d][..., :site_steps[d]] for k, v in c.items()}
+             for c in chunks],
             best_epoch[d],
+            site_steps[d],
+            shapes.n_train if sizes is None else int(np.asarray(sizes)[d, 0]),
         )
         for d, site in enumerate(sites)
     }
@@ -426,6 +506,7 @@ def fit(
     label: str = "",
     checkpoint: str | None = None,
     segments: int = 1,
+    shaper=None,
 ) -> FitResult:
     """Co-trains predictor and loss shaper (Loss2Net) for every seed in one program.
 
@@ -449,13 +530,17 @@ def fit(
       segments: StatefulMetric only: each batch is this many contiguous time
         segments of ``batch_size // segments`` windows, from as many equal stretches
         of ``train`` (1: one contiguous segment).
+      shaper: start the loss shaper from these params, stacked over seeds (e.g.
+        ``other.params['shaper']`` of a FitResult with the same seeds count and
+        shaper config): fine-tuning a shaper learned elsewhere, or, with
+        ``config.freeze_shaper``, training a fresh predictor on it (transfer).
 
     Returns:
       FitResult.
     """
     _check_metric_arg("fit", metric)
     return _run(config, train, valid, seeds, "loss2net", metric=metric, label=label,
-                checkpoint=checkpoint, segments=segments)
+                checkpoint=checkpoint, segments=segments, shaper=shaper)
 
 
 def _check_metric_arg(name, metric):
@@ -473,13 +558,19 @@ def fit_sites(
     label: str = "",
     checkpoint: str | None = None,
     segments: int = 1,
+    shaper: Mapping | None = None,
+    pad: bool | None = None,
 ) -> dict[str, FitResult]:
     """``fit`` on several sites at once: sites x seeds in one vmapped program.
 
     Args:
-      trains: {site: training windows}; every site's arrays must have the same
-        shapes (e.g. series truncated to a common length).
+      trains: {site: training windows}; windows must have the same shape at every
+        site; window counts may differ (padded and masked, module docstring).
       valids: {site: validation windows} for the same sites, or None.
+      shaper: {site: shaper params stacked over seeds} to start from (see ``fit``).
+      pad: None pads only when window counts differ; True always runs the padded
+        program (a site then runs exactly as when batched with longer sites);
+        False raises on different counts.
       (the rest as in ``fit``; one checkpoint file holds every site.)
 
     Returns:
@@ -487,7 +578,8 @@ def fit_sites(
     """
     _check_metric_arg("fit_sites", metric)
     return _run(config, trains, valids, seeds, "loss2net", metric=metric, label=label,
-                checkpoint=checkpoint, segments=segments, sites=True)
+                checkpoint=checkpoint, segments=segments, sites=True, shaper=shaper,
+                pad=pad)
 
 
 def fit_fixed_loss(
@@ -534,13 +626,15 @@ def fit_fixed_loss_sites(
     metric=None,
     label: str = "",
     checkpoint: str | None = None,
+    pad: bool | None = None,
 ) -> dict[str, FitResult]:
-    """``fit_fixed_loss`` on several sites at once (see ``fit_sites``)."""
+    """``fit_fixed_loss`` on several sites at once (see ``fit_sites``, also for
+    ``pad``)."""
     if not callable(loss):
         raise ValueError(f"fit_fixed_loss_sites: loss must be callable, got {loss!r}")
     name = getattr(loss, "__name__", "loss")
     return _run(config, trains, valids, seeds, name, metric=metric, loss=loss,
-                label=label, checkpoint=checkpoint, sites=True)
+                label=label, checkpoint=checkpoint, sites=True, pad=pad)
 
 
 def evaluate(result: FitResult, windows: Windows, metric, decisions=None) -> pd.DataFrame:

@@ -6,6 +6,8 @@ expert surrogate of DeepCog (Bega et al. 2019) for the cost
 ``alpha - e x`` for x < 0, ``alpha - x / e`` for 0 <= x <= e alpha, ``x - e alpha`` above.
 """
 
+import functools
+
 import jax.numpy as jnp
 
 
@@ -26,6 +28,9 @@ def msle(pred, target):
     return jnp.mean((lp - lt) ** 2)
 
 
+# Cached: equal arguments give the same function object, so a training keyed by its
+# loss (compare.fit_fixed) is shared between callers, e.g. two SLA fees.
+@functools.lru_cache(maxsize=None)
 def pinball(tau: float):
     """Quantile (pinball) loss at quantile ``tau``; tau > 0.5 favours over-provisioning."""
     if not 0.0 < tau < 1.0:
@@ -39,6 +44,7 @@ def pinball(tau: float):
     return loss
 
 
+@functools.lru_cache(maxsize=None)
 def alpha_omc(alpha: float, e: float = 0.1):
     """The alpha-OMC surrogate (DeepCog); minimum 0 at the over-provision e*alpha."""
     if alpha <= 0 or e <= 0:

@@ -3,6 +3,8 @@
 optax has no repeating triangular schedule (Smith 2017, the paper's CLR), so it is
 written here in ``jnp`` on the step counter; every schedule works under ``jax.jit``
 with a traced count, so the compiled train step reads the current value each step.
+The run length (``total_steps``) may be traced too: sites of different lengths
+batched in one program (``fit_sites``) each have their own.
 """
 
 from typing import Callable
@@ -27,7 +29,7 @@ def triangular(base_value: float, peak_value: float, step_size: float) -> Schedu
     Returns:
       A function of the (int) count.
     """
-    if step_size <= 0:
+    if isinstance(step_size, (int, float)) and step_size <= 0:
         raise ValueError(f"triangular: step_size must be > 0, got {step_size}")
 
     def schedule(count):
@@ -41,13 +43,20 @@ def triangular(base_value: float, peak_value: float, step_size: float) -> Schedu
 
 def exponential(start: float, end: float, total_steps: int) -> Schedule:
     """Geometric interpolation from ``start`` (count 0) to ``end`` (count total_steps)."""
-    span = max(total_steps, 1)
+    span = _at_least_one(total_steps)
 
     def schedule(count):
         frac = jnp.clip(jnp.asarray(count, jnp.float32) / span, 0.0, 1.0)
         return start * (end / start) ** frac
 
     return schedule
+
+
+def _at_least_one(total_steps):
+    # Python ints keep the exact constant (committed results are bitwise stable).
+    if isinstance(total_steps, int):
+        return max(total_steps, 1)
+    return jnp.maximum(total_steps, 1).astype(jnp.float32)
 
 
 def constant(value: float) -> Schedule:
@@ -57,7 +66,7 @@ def constant(value: float) -> Schedule:
 def learning_rate(config: Config, total_steps: int) -> Schedule:
     """The predictor's learning rate over ``total_steps`` co-training steps."""
     if config.lr_schedule == "cyclic":
-        step_size = max(total_steps, 1) / (2 * config.lr_cycles)
+        step_size = _at_least_one(total_steps) / (2 * config.lr_cycles)
         return triangular(config.lr_min, config.lr_max, step_size)
     if config.lr_schedule == "exp":
         return exponential(config.lr_max, config.lr_min, total_steps)

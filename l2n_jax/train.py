@@ -21,6 +21,20 @@ jitted step, its state is carried from one step to the next in
 start of each stretch's sequence). The metric's ``v`` for each sample, produced from
 the predictor's own noisy decisions, is an extra input of the loss shaper:
 ``f_l(y_hat + eps, obs, v)``. Validation scans the whole validation split in order.
+
+Padded data (``make_program(..., padded=True)``, used by ``fit_sites`` when sites
+have different lengths): the train/valid arrays are padded to a common length and
+the functions take ``sizes = (n_train, n_valid)``, the real counts (traced, so one
+program serves every site). Each epoch draws a permutation of the first ``n_train``
+windows only (a per-index random key, so the draw does not depend on the padded
+length), runs ``n_train // batch_size`` live steps and gates the remaining steps of
+the longest site's epoch to no-ops (state unchanged); schedules use the site's own
+run length, and validation means are masked. A site's run therefore equals its run
+alone through the same path. Padded rows are never read by a live step.
+
+Transfer (paper D.3): ``init(key, shaper_params)`` starts from a given shaper, and
+``Config.freeze_shaper`` keeps it fixed (the predictor trains on it; the shaper's
+fit error on the new costs is still logged).
 """
 
 import functools
@@ -95,10 +109,12 @@ class Shapes(NamedTuple):
 class Program(NamedTuple):
     """The pure functions of one training method, all vmappable over a run key.
 
-    ``init(key) -> state``; ``pretrain(key, state, train) -> state``;
-    ``epochs(key, state, train, valid, first_epoch, n) -> (state, history)`` (``n``
-    static); ``run(key, train, valid) -> (state, history)`` the whole run;
-    ``train_step(key, state, batch) -> (state, metrics)``.
+    ``init(key, shaper_params=None) -> state`` (start from these shaper
+    params); ``pretrain(key, state, train, sizes=None) -> state``;
+    ``epochs(key, state, train, valid, first_epoch, n, sizes=None) -> (state,
+    history)`` (``n`` static; ``sizes`` only for a padded program); ``run(key,
+    train, valid) -> (state, history)`` the whole run; ``train_step(key, state,
+    batch) -> (state, metrics)``.
     """
 
     init: Callable
@@ -108,7 +124,7 @@ class Program(NamedTuple):
     train_step: Callable
     predictor: nets.Network
     shaper: nets.Network | None
-    steps_per_epoch: int
+    steps_per_epoch: int  # with padded data: of the longest site
 
 
 def _steps_per_epoch(config: Config, n_train: int) -> int:
@@ -178,8 +194,14 @@ def _as_arrays(windows: Windows | None) -> Windows | None:
     return None if windows is None else Windows(*(jnp.asarray(x) for x in windows))
 
 
-def _target_bounds(train: Windows):
-    lo, hi = train.targets.min(axis=0), train.targets.max(axis=0)
+def _target_bounds(train: Windows, n_train=None):
+    targets = train.targets
+    if n_train is None:
+        lo, hi = targets.min(axis=0), targets.max(axis=0)
+    else:
+        live = (jnp.arange(targets.shape[0]) < n_train)[:, None]
+        lo = jnp.where(live, targets, jnp.inf).min(axis=0)
+        hi = jnp.where(live, targets, -jnp.inf).max(axis=0)
     pad = 0.1 * (hi - lo)
     return lo - pad, hi + pad
 
@@ -190,6 +212,7 @@ def make_program(
     metric=None,
     loss: Callable | None = None,
     segments: int = 1,
+    padded: bool = False,
 ) -> Program:
     """Builds the training program of Loss2Net (``loss=None``) or of a fixed loss.
 
@@ -204,6 +227,8 @@ def make_program(
         baseline; the predictor then trains on it with eps = 0, no shaper.
       segments: StatefulMetric only: contiguous time segments per Loss2Net batch
         (module docstring); ``batch_size`` must be a multiple of it.
+      padded: the data will be padded, and ``pretrain``/``epochs`` take ``sizes``
+        (module docstring); ``shapes.n_train`` is then the padded length.
 
     With a StatefulMetric, ``train_step`` takes batches with leaves
     ``[segments, batch_size // segments, ...]`` (consecutive windows along axis 1).
@@ -220,6 +245,11 @@ def make_program(
         raise ValueError(
             "make_program: a StatefulMetric needs shapes.v_dim = len(v) >= 1 "
             "(fit sets it from metrics.v_dim)"
+        )
+    if padded and stateful:
+        raise ValueError(
+            "make_program: a StatefulMetric is scanned over the whole split in time "
+            "order, which padding would break; truncate the sites to a common length"
         )
     if stateful_train:
         steps, seg_len, stretch = _segment_layout(config, shapes.n_train, segments)
@@ -240,7 +270,15 @@ def make_program(
     tx = optax.scale_by_adam()
     tx_shaper = optax.adam(config.shaper_lr)
     tx_pre = optax.adam(config.pretrain_lr)
-    replay_on = cotrain and config.replay_size > 0
+    # A frozen shaper is not fitted, so it needs no replay of past costs.
+    replay_on = cotrain and config.replay_size > 0 and not config.freeze_shaper
+
+    def schedules_for(total_run):
+        """(lr, noise) schedules; ``total_run`` is a padded site's own run length."""
+        if total_run is None:
+            return lr_fn, noise_fn
+        noise = schedules.noise_std(config, total_run) if cotrain else noise_fn
+        return schedules.learning_rate(config, total_run), noise
 
     def shaper_input(decisions, obs):
         if config.shaper_input == "error":
@@ -253,12 +291,12 @@ def make_program(
             metric.init(),
         )
 
-    def init(key):
+    def init(key, shaper_params=None):
         key_p, key_s = jax.random.split(jax.random.fold_in(key, _INIT))
         params = {"predictor": predictor.init(key_p)}
         opt_state = {"predictor": tx.init(params["predictor"])}
         if cotrain:
-            params["shaper"] = shaper.init(key_s)
+            params["shaper"] = shaper.init(key_s) if shaper_params is None else shaper_params
             opt_state["shaper"] = tx_shaper.init(params["shaper"])
         replay = None
         if replay_on:
@@ -278,8 +316,9 @@ def make_program(
             metric_state=init_segments() if stateful_train else None,
         )
 
-    def cotrain_step(key, state, batch, active=True, bounds=None):
+    def cotrain_step(key, state, batch, active=True, bounds=None, total_run=None):
         """Algorithm 1: one co-update of shaper and predictor."""
+        lr_at, noise_at = schedules_for(total_run)
         key_noise, key_replay = jax.random.split(key)
         if stateful_train:
             # [segments, seg_len, ...] -> [batch, ...] for the networks; the metric
@@ -287,8 +326,8 @@ def make_program(
             lanes = batch.targets.shape[:2]
             batch = Windows(*(x.reshape(-1, *x.shape[2:]) for x in batch))
         b = batch.targets.shape[0]
-        sigma = noise_fn(state.step)
-        lr = lr_fn(state.step)
+        sigma = noise_at(state.step)
+        lr = lr_at(state.step)
         eps = sigma * jax.random.normal(key_noise, (b, m))
         p, s = state.params["predictor"], state.params["shaper"]
         y_hat, pullback = jax.vjp(lambda q: predictor.apply(q, batch.inputs, eps)[0], p)
@@ -330,9 +369,12 @@ def make_program(
             err = shaper.apply(sp, shaper_input(fit_x, fit_obs)) - fit_cost
             return jnp.sum(weights * err**2) / jnp.sum(weights)
 
-        s_loss, s_grad = jax.value_and_grad(shaper_loss)(s)
-        s_updates, s_opt = tx_shaper.update(s_grad, state.opt_state["shaper"], s)
-        s_new = optax.apply_updates(s, s_updates)
+        if config.freeze_shaper:
+            s_loss, s_new, s_opt = shaper_loss(s), s, state.opt_state["shaper"]
+        else:
+            s_loss, s_grad = jax.value_and_grad(shaper_loss)(s)
+            s_updates, s_opt = tx_shaper.update(s_grad, state.opt_state["shaper"], s)
+            s_new = optax.apply_updates(s, s_updates)
 
         if config.range_penalty > 0 and bounds is None:
             raise ValueError("train_step: range_penalty > 0 needs bounds=(lo, hi)")
@@ -370,10 +412,10 @@ def make_program(
             metrics["v_mean"] = jnp.mean(v)
         return _guard(state, new_state, costs, s_loss, p_loss), metrics
 
-    def fixed_step(key, state, batch, active=True, bounds=None):
+    def fixed_step(key, state, batch, active=True, bounds=None, total_run=None):
         """One step of a baseline on its fixed loss (eps = 0, no shaper)."""
         del key, active, bounds
-        lr = lr_fn(state.step)
+        lr = schedules_for(total_run)[0](state.step)
         p = state.params["predictor"]
 
         def objective(q):
@@ -404,14 +446,40 @@ def make_program(
             steps_shuffled, config.batch_size
         )
 
-    def pretrain(key, state, train):
+    def _padded_batches(key, epoch, n_train):
+        """[steps, batch] indices of a random order of the first ``n_train`` windows,
+        and [steps] which steps are live (the site's own ``n_train // batch``)."""
+        perm_key = jax.random.fold_in(jax.random.fold_in(key, _PERM), epoch)
+        n_all = shapes.n_train
+        # One key per index: the order of the live windows is the same whatever
+        # the padded length (a site batched with longer ones runs as alone).
+        u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(perm_key, i)))(
+            jnp.arange(n_all)
+        )
+        perm = jnp.argsort(jnp.where(jnp.arange(n_all) < n_train, u, 2.0))
+        # Dead steps read live rows too (mod n_train), so padding is never computed on.
+        pos = jnp.arange(steps_shuffled * config.batch_size) % n_train
+        idx = perm[pos].reshape(steps_shuffled, config.batch_size)
+        return idx, jnp.arange(steps_shuffled) < n_train // config.batch_size
+
+    def _schedule(key, epoch, sizes):
+        """(batches, live steps or None) of one epoch."""
+        if sizes is None:
+            return _batches(key, epoch), None
+        return _padded_batches(key, epoch, sizes[0])
+
+    def pretrain(key, state, train, sizes=None):
         """MSE pre-training of IRs (own next values) and assembler (targets)."""
         if not cotrain or config.pretrain_epochs == 0:
             return state
         train = _as_arrays(train)
         key = jax.random.fold_in(key, _PRETRAIN)
 
-        def step(carry, idx):
+        def step(carry, xs):
+            if sizes is None:
+                idx, live = xs, None
+            else:
+                idx, live = xs
             p, opt = carry
             batch = train.take(idx)
 
@@ -423,34 +491,48 @@ def make_program(
                 )
 
             value, grad = jax.value_and_grad(objective)(p)
-            updates, opt = tx_pre.update(grad, opt, p)
-            return (optax.apply_updates(p, updates), opt), value
+            updates, new_opt = tx_pre.update(grad, opt, p)
+            new = (optax.apply_updates(p, updates), new_opt)
+            if live is not None:
+                new = _gate(live, new, (p, opt))
+            return new, value
 
         def epoch(carry, e):
-            return jax.lax.scan(step, carry, _batches(key, e))[0], None
+            batches, live = _schedule(key, e, sizes)
+            xs = batches if live is None else (batches, live)
+            return jax.lax.scan(step, carry, xs)[0], None
 
         p = state.params["predictor"]
         (p, _), _ = jax.lax.scan(epoch, (p, tx_pre.init(p)), jnp.arange(config.pretrain_epochs))
         params = dict(state.params, predictor=p)
         return state.replace(params=params, best_params=params)
 
-    def validation(params, valid):
+    def validation(params, valid, n_valid=None):
         """(selection criterion, logged values) on the validation split."""
         pred = predict(predictor, params["predictor"], valid.inputs, m)
+        if n_valid is None:
+            mean = jnp.mean
+        else:  # padded rows do not count
+            live = jnp.arange(pred.shape[0]) < n_valid
+            mean = lambda x: jnp.sum(jnp.where(live, x, 0.0)) / n_valid
         logged = {}
         if metric_b is not None:
-            logged["valid_cost"] = jnp.mean(metric_b(pred, valid.obs))
+            logged["valid_cost"] = mean(metric_b(pred, valid.obs))
         if cotrain:
             return logged["valid_cost"], logged
         # Baselines stop early on their own loss (standard practice); any knob
         # (margin, tau) is then tuned on the true metric by the caller.
-        logged["valid_loss"] = jnp.mean(loss_b(pred, valid.targets))
+        logged["valid_loss"] = mean(loss_b(pred, valid.targets))
         return logged["valid_loss"], logged
 
-    def epochs(key, state, train, valid, first_epoch, n):
+    def epochs(key, state, train, valid, first_epoch, n, sizes=None):
         """Runs epochs ``first_epoch .. first_epoch + n - 1`` of the main phase."""
+        if padded != (sizes is not None):
+            raise ValueError("epochs: pass sizes exactly when the program is padded")
         train, valid = _as_arrays(train), _as_arrays(valid)
-        bounds = _target_bounds(train)
+        n_train, n_valid = (None, None) if sizes is None else sizes
+        bounds = _target_bounds(train, n_train)
+        total_run = None if sizes is None else epochs_main * (n_train // config.batch_size)
         key_step = jax.random.fold_in(key, _STEP)
 
         def one_epoch(state, e):
@@ -460,15 +542,26 @@ def make_program(
                 step_key = jax.random.fold_in(key_step, state.step)
                 return step_fn(step_key, state, train.take(idx), active, bounds)
 
+            def padded_body(state, xs):
+                idx, live = xs
+                step_key = jax.random.fold_in(key_step, state.step)
+                new_state, metrics = step_fn(
+                    step_key, state, train.take(idx), active, bounds, total_run
+                )
+                return _gate(live, new_state, state), metrics
+
             if stateful_train:
                 # Each epoch replays every stretch from its start: a sequence start.
                 state = state.replace(metric_state=init_segments())
                 batches = jnp.asarray(segment_idx)
             else:
-                batches = _batches(key, e)
-            state, history = jax.lax.scan(body, state, batches)
+                batches, live = _schedule(key, e, sizes)
+            if sizes is None:
+                state, history = jax.lax.scan(body, state, batches)
+            else:
+                state, history = jax.lax.scan(padded_body, state, (batches, live))
             if valid is not None:
-                cost, logged = validation(state.params, valid)
+                cost, logged = validation(state.params, valid, n_valid)
                 for name, value in logged.items():
                     history[name] = jnp.broadcast_to(value, (steps,))
                 if config.select_best:

@@ -1,0 +1,174 @@
+"""The paper's analyses of a trained Loss2Net (appendices D.2, D.3, E), as tidy tables.
+
+* ``transfer``: the loss shaper learned at site ``i`` trains a fresh predictor at
+  site ``j`` (frozen, ``Config.freeze_shaper``), or is fine-tuned there (co-trained
+  from its learned weights). Every off-diagonal pair (i, j) x every seed runs in ONE
+  ``fit_sites`` program (pairs of different lengths are padded).
+* ``noise_sensitivity``: Loss2Net with no exploration noise, with each fixed std of
+  a geometric grid, and with the exponential decay; test cost per seed and the
+  learning curve (true validation cost per epoch). One program per setting (the
+  std is part of the compiled schedule), every site x seed inside it.
+* ``loss_by_error`` / ``error_deciles``: the learned loss ``f_l(y + e, obs)`` as a
+  function of the error ``e`` for the samples of lowest and highest demand, and the
+  errors a trained predictor makes on them (paper Fig. 8).
+
+Rows follow ``compare``: one per site x method x seed, with ``test_cost``.
+"""
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from l2n_jax import compare
+from l2n_jax.config import Config
+from l2n_jax.data import WindowSet, Windows
+from l2n_jax.fit import FitResult, fit_sites, score
+
+
+def _tidy(df: pd.DataFrame, **columns) -> pd.DataFrame:
+    df = df.rename(columns={"cost": "test_cost"})
+    for i, (name, value) in enumerate(columns.items()):
+        df.insert(i, name, value)
+    return df
+
+
+def transfer(
+    config: Config,
+    wss: Mapping[str, WindowSet],
+    metric,
+    seeds: Sequence[int],
+    shapers: Mapping[str, dict],
+    *,
+    finetune: bool = False,
+    label: str = "transfer",
+    checkpoint: str | None = None,
+) -> pd.DataFrame:
+    """Trains a predictor at every site ``j`` with the shaper learned at every other
+    site ``i``, all pairs and seeds in one program.
+
+    Args:
+      config: the Loss2Net budget (the same as the shapers were learned with).
+      wss: {site: WindowSet}, the target sites.
+      metric: the true metric (validation epoch selection and test cost).
+      seeds: one run per seed; seed ``s`` at ``j`` starts from seed ``s``'s shaper.
+      shapers: {source site: shaper params stacked over ``seeds``}, e.g.
+        ``fit_result.params['shaper']``.
+      finetune: co-train the shaper from its learned weights (else frozen).
+      checkpoint: one checkpoint file for the whole program (``l2n.fit``).
+
+    Returns:
+      One row per (source, site) pair x seed: source, site, method ('frozen' or
+      'finetune'), seed, test_cost, rmse, mae, under_rate.
+    """
+    pairs = {f"{i}->{j}": (i, j) for i in shapers for j in wss if i != j}
+    if not pairs:
+        raise ValueError("transfer needs at least one source and one other target site")
+    unknown = set(shapers) - set(wss)
+    if unknown:
+        raise ValueError(f"transfer: source sites {sorted(unknown)} have no data in wss")
+    method = "finetune" if finetune else "frozen"
+    cfg = config if finetune else config.replace(freeze_shaper=True)
+    results = fit_sites(
+        cfg,
+        {p: wss[j].train for p, (_, j) in pairs.items()},
+        metric,
+        seeds=seeds,
+        valids={p: wss[j].valid for p, (_, j) in pairs.items()},
+        shaper={p: shapers[i] for p, (i, _) in pairs.items()},
+        label=f"{label}/{method}",
+        checkpoint=checkpoint,
+    )
+    frames = []
+    for p, (i, j) in pairs.items():
+        test = wss[j].test
+        df = score(results[p].predict(test.inputs), test, metric, results[p].seeds, method)
+        frames.append(_tidy(df, source=i, site=j))
+    return pd.concat(frames, ignore_index=True)
+
+
+def noise_settings(n_fixed: int = 10, low: float = 1e-3, high: float = 1e-1):
+    """The paper's grid: [(name, std, Config changes)]: no noise, ``n_fixed`` fixed
+    stds geometric from ``low`` to ``high``, and the exponential decay high -> low."""
+    grid = [("none", 0.0, {"noise_schedule": "none"})]
+    for std in np.geomspace(low, high, n_fixed):
+        grid.append(("fixed", float(std),
+                     {"noise_schedule": "fixed", "noise_start": float(std)}))
+    grid.append(("exp", float("nan"),
+                 {"noise_schedule": "exp", "noise_start": high, "noise_end": low}))
+    return grid
+
+
+def noise_sensitivity(
+    config: Config,
+    wss: Mapping[str, WindowSet],
+    metric,
+    seeds: Sequence[int],
+    settings=None,
+    *,
+    label: str = "noise",
+    checkpoint_dir: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Loss2Net under each exploration-noise setting (``noise_settings()``).
+
+    Returns:
+      (rows, curves): rows, one per setting x site x seed: noise, noise_std, site,
+      seed, test_cost, ...; curves, one per setting x site x seed x co-training
+      epoch: valid_cost (true cost on the validation split, the learning curve)
+      and train_cost (mean over the epoch's steps, noisy decisions).
+    """
+    settings = noise_settings() if settings is None else settings
+    rows, curves = [], []
+    for name, std, changes in settings:
+        tag = name if name != "fixed" else f"fixed_{std:.4g}"
+        results = compare._fit_many(
+            config.replace(**changes), dict(wss), tuple(seeds), f"{label}/{tag}",
+            compare.checkpoint_path(checkpoint_dir, f"loss2net_{tag}"), metric=metric,
+        )
+        for site, ws in wss.items():
+            r = results[site]
+            df = score(r.predict(ws.test.inputs), ws.test, metric, r.seeds, "loss2net")
+            rows.append(_tidy(df, noise=name, noise_std=std, site=site))
+            h = r.history.groupby(["seed", "epoch"], as_index=False).agg(
+                valid_cost=("valid_cost", "first"), train_cost=("cost", "mean")
+            )
+            curves.append(_tidy(h, noise=name, noise_std=std, site=site))
+    return pd.concat(rows, ignore_index=True), pd.concat(curves, ignore_index=True)
+
+
+def demand_deciles(windows: Windows, fraction: float = 0.1) -> dict[str, np.ndarray]:
+    """Indices of the ``fraction`` of samples with the lowest / highest first
+    target (the demand): {'low': idx, 'high': idx}."""
+    if not 0.0 < fraction <= 0.5:
+        raise ValueError(f"fraction must be in (0, 0.5], got {fraction}")
+    y = np.asarray(windows.targets)[:, 0]
+    order = np.argsort(y, kind="stable")
+    n = max(1, int(round(fraction * len(y))))
+    return {"low": order[:n], "high": order[-n:]}
+
+
+def loss_by_error(result: FitResult, windows: Windows, errors, fraction: float = 0.1,
+                  max_samples: int = 256) -> dict[str, np.ndarray]:
+    """The learned loss ``f_l(y + e, obs)`` averaged over the lowest / highest
+    ``fraction`` of demands: {'low': [seeds, E], 'high': [seeds, E]}.
+
+    ``errors`` [E] are added to every decision component; at most ``max_samples``
+    evenly spaced samples of each group are used.
+    """
+    errors = np.asarray(errors, np.float32)
+    targets, obs = np.asarray(windows.targets), np.asarray(windows.obs)
+    out = {}
+    for name, idx in demand_deciles(windows, fraction).items():
+        idx = idx[np.linspace(0, len(idx) - 1, min(max_samples, len(idx))).astype(int)]
+        n, e = len(idx), len(errors)
+        decision = (targets[idx][:, None, :] + errors[None, :, None]).reshape(n * e, -1)
+        f = result.shaper(decision, np.repeat(obs[idx], e, axis=0))  # [seeds, n * E]
+        out[name] = f.reshape(f.shape[0], n, e).mean(axis=1)
+    return out
+
+
+def error_deciles(decisions, windows: Windows, fraction: float = 0.1):
+    """Errors ``decision - target`` (first component) of the lowest / highest
+    demands: {'low': [seeds, n], 'high': [seeds, n]} from decisions [seeds, N, m]."""
+    err = np.asarray(decisions)[..., 0] - np.asarray(windows.targets)[None, :, 0]
+    return {name: err[:, idx] for name, idx in demand_deciles(windows, fraction).items()}
