@@ -22,7 +22,7 @@ the three series have different lengths, so they are padded and masked). Budget:
   distributions, and heat maps of the learned and the true cost.
 
 Writes under ``--out``: ``table4.csv``, ``transfer.csv``, ``sensitivity.csv``,
-``sensitivity_curves.csv``, ``explain.csv`` (tidy: one row per site x method x seed,
+``sensitivity_curves.csv``, ``explain.csv``, ``shaper_error.csv`` (tidy: one row per site x method x seed,
 or per curve point), ``results.md`` (all tables, with the command and the machine),
 ``timing.csv``, and PNGs (``fig5_noise.png``, ``fig6_curves.png``,
 ``fig8_loss_error.png``, ``fig8_heatmap.png``; need the ``[plot]`` extra). Every
@@ -170,6 +170,28 @@ def transfer_markdown(df: pd.DataFrame, table: pd.DataFrame, beta: float) -> str
             out.append(f"| {j} | " + " | ".join(cells) + f" | {omc} | {best_s} |\n")
         out.append("\n")
     return "".join(out)
+
+
+def shaper_error_table(l2n_fits, wss, beta):
+    """RMSE of site i's learned loss against the true cost on site j's test demands
+    (errors -0.1..0.1): rows and a Markdown matrix (rows j, columns i)."""
+    metric = netalloc.make_metric(beta=beta)
+    errors = np.linspace(-0.1, 0.1, 41)
+    rows = []
+    for i, fit in l2n_fits.items():
+        for j, ws in wss.items():
+            for seed, e in zip(fit.seeds, studies.shaper_error(fit, ws.test, metric, errors)):
+                rows.append({"usecase": USECASE, "beta": beta, "source": i, "site": j,
+                             "seed": seed, "shaper_rmse": float(e)})
+    df = pd.DataFrame(rows)
+    sites = list(wss)
+    md = ["| demands of \\ shaper from | " + " | ".join(sites) + " |\n",
+          "|---|" + "---|" * len(sites) + "\n"]
+    for j in sites:
+        cells = [_mean_std(df[(df["source"] == i) & (df["site"] == j)]["shaper_rmse"])
+                 for i in sites]
+        md.append(f"| {j} | " + " | ".join(cells) + " |\n")
+    return df, "".join(md)
 
 
 def run_transfer(config, wss, seeds, beta, shapers, ckpt):
@@ -379,6 +401,11 @@ def main(argv):
         transfer.to_csv(out / "transfer.csv", index=False)
         md.append("## Tables 5–7: transfer of the learned loss (test cost, mean ± std)\n\n"
                   + transfer_markdown(transfer, table, beta0))
+        err, err_md = shaper_error_table(fits[beta0]["loss2net"], wss, beta0)
+        err.to_csv(out / "shaper_error.csv", index=False)
+        md.append("### How far each learned loss is from the true cost (RMSE of f_l(y+e, y)"
+                  " − M(y+e, y) over the row site's test demands × e ∈ [−0.1, 0.1])\n\n"
+                  + err_md + "\n")
     if "sensitivity" in parts:
         t0 = time.perf_counter()
         sens_wss = {s: wss[s] for s in _SENS_SITES.value}

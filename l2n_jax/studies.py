@@ -8,6 +8,9 @@
   a geometric grid, and with the exponential decay; test cost per seed and the
   learning curve (true validation cost per epoch). One program per setting (the
   std is part of the compiled schedule), every site x seed inside it.
+* ``shaper_error``: how far a learned loss is from the true cost on a site's
+  data (RMSE over its test demands x an error grid): why a shaper does or does not
+  transfer.
 * ``loss_by_error`` / ``error_deciles``: the learned loss ``f_l(y + e, obs)`` as a
   function of the error ``e`` for the samples of lowest and highest demand, and the
   errors a trained predictor makes on them (paper Fig. 8).
@@ -24,6 +27,7 @@ from l2n_jax import compare
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, Windows
 from l2n_jax.fit import FitResult, fit_sites, score
+from l2n_jax.metrics import batch_metric
 
 
 def _tidy(df: pd.DataFrame, **columns) -> pd.DataFrame:
@@ -165,6 +169,21 @@ def loss_by_error(result: FitResult, windows: Windows, errors, fraction: float =
         f = result.shaper(decision, np.repeat(obs[idx], e, axis=0))  # [seeds, n * E]
         out[name] = f.reshape(f.shape[0], n, e).mean(axis=1)
     return out
+
+
+def shaper_error(result: FitResult, windows: Windows, metric, errors,
+                 max_samples: int = 512) -> np.ndarray:
+    """[seeds] RMSE of the learned loss against the true cost ``metric(y + e, obs)``
+    over (at most ``max_samples`` evenly spaced) samples of ``windows`` x ``errors``."""
+    errors = np.asarray(errors, np.float32)
+    n = len(windows.targets)
+    idx = np.linspace(0, n - 1, min(max_samples, n)).astype(int)
+    targets, obs = np.asarray(windows.targets)[idx], np.asarray(windows.obs)[idx]
+    decision = (targets[:, None, :] + errors[None, :, None]).reshape(-1, targets.shape[1])
+    obs = np.repeat(obs, len(errors), axis=0)
+    true = np.asarray(batch_metric(metric)(decision, obs))
+    learned = result.shaper(decision, obs)  # [seeds, n * E]
+    return np.sqrt(((learned - true[None]) ** 2).mean(axis=1))
 
 
 def error_deciles(decisions, windows: Windows, fraction: float = 0.1):

@@ -1,5 +1,6 @@
 """Transfer (frozen / fine-tuned shaper) and noise-sensitivity code paths, tiny budget."""
 
+import dataclasses
 import importlib
 
 import chex
@@ -135,3 +136,15 @@ def test_loss_by_error_and_deciles(sites, learned):
     assert err["low"].shape == (2, len(idx["low"]))
     with pytest.raises(ValueError, match="fraction"):
         studies.demand_deciles(ws.test, 0.7)
+
+
+def test_shaper_error_falls_with_training(sites, learned):
+    """A learned shaper is nearer the true cost than the one init() draws."""
+    ws, errors = sites["a"], np.linspace(-0.2, 0.2, 9)
+    trained = studies.shaper_error(learned["a"], ws.test, asymmetric_cost, errors)
+    program = make_program(tiny_config(), Shapes.of(ws.train), metric=asymmetric_cost)
+    init = jax.vmap(program.init)(importlib.import_module("l2n_jax.fit")._seed_keys((0, 1)))
+    fresh = dataclasses.replace(learned["a"], params=init.params)
+    untrained = studies.shaper_error(fresh, ws.test, asymmetric_cost, errors)
+    assert trained.shape == (2,) and np.isfinite(trained).all()
+    assert (trained < untrained).all()
