@@ -14,6 +14,7 @@ _SHAPER_ACTIVATIONS = ("siren", "relu")
 _LR_SCHEDULES = ("cyclic", "fixed", "exp")
 _NOISE_SCHEDULES = ("exp", "fixed", "none")
 _SHAPER_INPUTS = ("decision", "error")
+_SHAPER_SINS = ("poly", "xla")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,9 @@ class Config:
       shaper_hidden: hidden sizes of the loss shaper (paper: 256, 256, 128).
       shaper_activation: 'siren' (paper) or 'relu' (ablation).
       omega0_first, omega0: SIREN frequency of the first / later layers.
+      shaper_sin: the SIREN's sine: 'poly' (``l2n_jax.fastmath.sin``, within 1e-6
+        of float64 sin, 7x faster on CPU) or 'xla' (``jnp.sin``; every table in
+        BUILD_NOTES.md measured before §10's sine change used it).
       lr_min, lr_max: range of the predictor's learning rate.
       lr_cycles: number of triangular cycles over co-training (paper: 3).
       lr_schedule: 'cyclic' (paper), 'fixed' (lr_max) or 'exp' (lr_max -> lr_min).
@@ -76,6 +80,7 @@ class Config:
     shaper_activation: str = "siren"
     omega0_first: float = 30.0
     omega0: float = 1.0
+    shaper_sin: str = "poly"
     lr_min: float = 1e-5
     lr_max: float = 1e-3
     lr_cycles: int = 3
@@ -184,6 +189,7 @@ def validate(config: Config) -> None:
     _choice(config, "lr_schedule", _LR_SCHEDULES)
     _choice(config, "noise_schedule", _NOISE_SCHEDULES)
     _choice(config, "shaper_input", _SHAPER_INPUTS)
+    _choice(config, "shaper_sin", _SHAPER_SINS)
     for name in ("omega0_first", "omega0", "lr_min", "lr_max", "shaper_lr", "pretrain_lr"):
         _positive_float(config, name)
     for name in ("noise_start", "noise_end", "range_penalty"):

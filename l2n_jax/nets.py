@@ -19,7 +19,8 @@ module object lives in the training state.
   predictor is persistence.
 * Loss shaper = a SIREN MLP ``sin(omega0 (W h + b))`` with omega0 = 30 in the first
   layer and 1 after (Sitzmann et al. 2020 initialisation), or a ReLU MLP for the
-  ablation; scalar linear output.
+  ablation; scalar linear output. The sine is ``fastmath.sin`` by default: XLA's CPU
+  sine is scalar libm code and was over half of a train step.
 """
 
 import functools
@@ -29,6 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from l2n_jax import fastmath
 from l2n_jax.config import Config
 
 PyTree = Any
@@ -308,14 +310,16 @@ class _Shaper(nn.Module):
     activation: str
     omega0_first: float
     omega0: float
+    sin: str = "poly"
 
     @nn.compact
     def __call__(self, x):  # x: [B, m + k]
         h = x
         if self.activation == "siren":
+            sin = fastmath.sin if self.sin == "poly" else jnp.sin
             for i, width in enumerate(self.hidden):
                 w0 = self.omega0_first if i == 0 else self.omega0
-                h = jnp.sin(w0 * _SirenLayer(width, w0, first=i == 0)(h))
+                h = sin(w0 * _SirenLayer(width, w0, first=i == 0)(h))
             return _SirenLayer(1, 1.0, first=False)(h)[:, 0]
         for width in self.hidden:
             h = nn.relu(nn.Dense(width)(h))
@@ -364,7 +368,8 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
 def make_shaper(config: Config, input_dim: int) -> Network:
     """Builds the loss shaper: ``apply(params, x [B, input_dim]) -> [B]``."""
     module = _Shaper(
-        config.shaper_hidden, config.shaper_activation, config.omega0_first, config.omega0
+        config.shaper_hidden, config.shaper_activation, config.omega0_first, config.omega0,
+        config.shaper_sin,
     )
     example = jnp.zeros((1, input_dim), jnp.float32)
 

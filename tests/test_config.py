@@ -22,6 +22,7 @@ import l2n_jax as l2n
         (dict(ir_mlp=(8, 0)), "ir_mlp"),
         (dict(lr_schedule="cosine"), "lr_schedule"),
         (dict(shaper_input="residual"), "shaper_input"),
+        (dict(shaper_sin="libm"), "shaper_sin"),
         (dict(replay_size=-1), "replay_size"),
         (dict(batch_size=True), "batch_size"),
         (dict(lr_max=float("nan")), "lr_max"),
