@@ -62,6 +62,11 @@ _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False,
     "Discard results and checkpoints already in --workdir instead of resuming them.",
 )
+_SET = flags.DEFINE_multi_string(
+    "set", [],
+    "Override a Config field, NAME=VALUE (repeatable; tuples as 256,256,128), e.g. "
+    "--set=shaper_sin=xla --set=replay_size=0.",
+)
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny smoke-test budget (seconds, not minutes).")
 _BETA = flags.DEFINE_float(
     "beta", None, "netalloc: SLA fee of an under-provision (scaled units, default 0.5).",
@@ -81,6 +86,34 @@ def _metric_params(name):
     if params and name != "netalloc":
         raise app.UsageError(f"--beta/--gamma apply to netalloc only, not {name}")
     return params
+
+
+def _parse_field(config, text):
+    """``NAME=VALUE`` -> (name, value typed as the field's current value)."""
+    name, sep, raw = text.partition("=")
+    fields = config.to_dict()
+    if not sep or name not in fields:
+        raise app.UsageError(
+            f"--set={text}: expected NAME=VALUE with NAME a Config field; fields: "
+            + ", ".join(fields)
+        )
+    current = fields[name]
+    try:
+        if isinstance(current, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(raw)
+            value = raw.lower() in ("true", "1")
+        elif isinstance(current, (int, float)):
+            value = type(current)(raw)
+        elif isinstance(current, tuple):
+            value = tuple(int(v) for v in raw.split(",") if v.strip())
+        else:
+            value = raw
+    except ValueError:
+        raise app.UsageError(
+            f"--set={text}: {raw!r} is not a valid {type(current).__name__} for {name}"
+        ) from None
+    return name, value
 
 
 def main(argv):
@@ -125,6 +158,7 @@ def _main(argv):
         overrides["batch_size"] = _BATCH.value
     if _CHECKPOINT_EVERY.value is not None:
         overrides["log_every"] = _CHECKPOINT_EVERY.value
+    overrides.update(_parse_field(config, text) for text in _SET.value)
     try:
         config = config.replace(**overrides)
     except ValueError as e:

@@ -70,6 +70,9 @@ def test_smoke_run_writes_the_markdown_summary_and_config(smoke_run):
         ("--sites=atlantis", "atlantis"),
         ("--beta=0", "beta"),
         ("--epochs=1", "epochs"),
+        ("--set=no_such_field=1", "no_such_field"),
+        ("--set=replay_size=many", "replay_size"),
+        ("--set=shaper_sin=libm", "shaper_sin"),
     ],
 )
 def test_bad_flag_exits_non_zero_with_a_short_error_and_no_traceback(flag, mention, tmp_path):
@@ -83,6 +86,19 @@ def test_bad_flag_exits_non_zero_with_a_short_error_and_no_traceback(flag, menti
     assert not (tmp_path / "out" / "results.csv").exists()
 
 
+def test_set_parses_each_config_field_by_its_type():
+    from l2n_jax import Config
+    from l2n_jax.cli import _parse_field
+
+    config = Config()
+    assert _parse_field(config, "shaper_sin=xla") == ("shaper_sin", "xla")
+    assert _parse_field(config, "replay_size=0") == ("replay_size", 0)
+    assert _parse_field(config, "shaper_lr=2e-4") == ("shaper_lr", 2e-4)
+    assert _parse_field(config, "feed_eps=false") == ("feed_eps", False)
+    assert _parse_field(config, "shaper_hidden=32,16") == ("shaper_hidden", (32, 16))
+    assert _parse_field(config, "assembler=") == ("assembler", ())
+
+
 def test_missing_usecase_is_a_usage_error(tmp_path):
     proc = _run(["--quick"], cwd=tmp_path)
     assert proc.returncode != 0
@@ -94,7 +110,7 @@ def test_help_documents_every_flag(tmp_path):
     proc = _run(["--help"], cwd=tmp_path)
     text = proc.stdout + proc.stderr
     for flag in ("--usecase", "--seeds", "--workdir", "--method", "--sites", "--epochs",
-                 "--[no]quick", "--beta", "--checkpoint_every", "--[no]overwrite"):
+                 "--[no]quick", "--beta", "--checkpoint_every", "--[no]overwrite", "--set"):
         assert flag in text, text
 
 
