@@ -124,7 +124,7 @@ def run_table(config, wss, seeds, betas, out, ckpt, options_for):
             # checkpoints (and, in-process, results) across betas.
             per_beta = method in ("loss2net", "alpha_omc")
             ckpt_dir = str(ckpt / (f"beta_{beta:g}" if per_beta else "shared"))
-            keep = {} if method in ("loss2net", "alpha_omc") else None
+            keep = {} if per_beta else None
             t0 = time.perf_counter()
             df = compare.run_sites(method, config, wss, metric, seeds, options,
                                    label=f"beta={beta:g}", checkpoint_dir=ckpt_dir,

@@ -1,12 +1,13 @@
-"""Training speed: 1 seed, S seeds vmapped in one jit, S seeds in a Python loop.
+"""Training speed: 1 seed, S seeds vmapped in one jit, mapped in one jit, in a loop.
 
     python benchmarks/speed.py                       # full (about 10 min on 2 cores)
     python benchmarks/speed.py --seeds=1,2 --repeats=2 --out=/tmp/speed   # smoke
 
 The timed unit is one epoch of ``--steps`` Loss2Net train steps (a ``lax.scan``, as
 training runs) on the ``netalloc`` ``eu`` windows; per-step time = epoch time /
-steps. For every S in ``--seeds``: the vmapped program (one jit over S seeds) and
-the loop (S calls of the single-seed jitted epoch, already compiled). Compile time
+steps. For every S in ``--seeds``: the vmapped program (one jit over S seeds), the
+mapped program (one jit, ``lax.map`` over the S seeds: ``Config.seed_batching='map'``)
+and the loop (S calls of the single-seed jitted epoch, already compiled). Compile time
 (AOT ``lower().compile()``) is reported apart from run time; run times are medians
 of ``--repeats``. Also: XLA's FLOP count of one train step (``cost_analysis`` of the
 un-scanned step, since XLA counts a loop body once; the LSTM IR unrolls its window,
@@ -124,13 +125,18 @@ def measure(name, config, n_steps, seed_counts, repeats):
         t0 = time.perf_counter()
         many_c = jax.jit(jax.vmap(epoch)).lower(keys, states).compile()
         compile_many = time.perf_counter() - t0
+        mapped_c = jax.jit(
+            lambda k, st: jax.lax.map(lambda a: epoch(*a), (k, st))
+        ).lower(keys, states).compile()
         singles = [(keys[i], jax.tree.map(lambda x, i=i: x[i], states)) for i in range(s)]
         tv = _median(lambda: many_c(keys, states), repeats) / n_steps
+        tm = _median(lambda: mapped_c(keys, states), repeats) / n_steps
         tl = _median(lambda: [one_c(k, st) for k, st in singles], repeats) / n_steps
         rows.append({
             "model": name, "batch_size": config.batch_size, "steps_timed": n_steps,
             "seeds": s, "compile_s_1_seed": compile_one, "compile_s_vmapped": compile_many,
-            "step_s_vmapped": tv, "step_s_loop": tl, "vmap_speedup": tl / tv,
+            "step_s_vmapped": tv, "step_s_mapped": tm, "step_s_loop": tl,
+            "vmap_speedup": tl / tv, "map_speedup": tl / tm,
             "steps_per_s_vmapped": s / tv, "samples_per_s_vmapped": s * config.batch_size / tv,
             "samples_per_s_loop": s * config.batch_size / tl,
             "flops_per_step_per_seed": flops, "flops_per_s_vmapped": flops * s / tv,
@@ -161,6 +167,7 @@ def main(argv):
         "device": str(device),
         "device_kind": getattr(device, "device_kind", device.platform),
         "jax": jax.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "matmul_peak_flops": peak,
         "device_peak_bytes_in_use": gpu_peak,
         "repeats": _REPEATS.value,
@@ -170,18 +177,21 @@ def main(argv):
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [
         f"Command: `{meta['command']}` on {meta['device_kind']} ({meta['machine']}, "
-        f"{meta['cpu_count']} cores), jax {meta['jax']}; medians of {meta['repeats']} "
+        f"{meta['cpu_count']} cores), jax {meta['jax']}"
+        + (f", XLA_FLAGS={meta['xla_flags']}" if meta["xla_flags"] else "")
+        + f"; medians of {meta['repeats']} "
         f"repeats; measured f32 matmul peak {peak / 1e9:.1f} GFLOP/s.\n",
-        "| model | S | vmapped ms/step | loop ms/step | vmap speed-up | seed-steps/s "
-        "(vmapped) | samples/s vmapped / loop | GFLOP/s (% of peak) | program MB | "
-        "compile 1 / vmapped (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | S | vmapped ms/step | mapped ms/step | loop ms/step | vmap speed-up | "
+        "map speed-up | seed-steps/s (vmapped) | samples/s vmapped / loop | GFLOP/s "
+        "vmapped (% of peak) | program MB | compile 1 / vmapped (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mb = r["program_bytes_vmapped"]
         lines.append(
             f"| {r['model']} | {r['seeds']} | {1e3 * r['step_s_vmapped']:.2f} | "
-            f"{1e3 * r['step_s_loop']:.2f} | {r['vmap_speedup']:.2f}× | "
+            f"{1e3 * r['step_s_mapped']:.2f} | {1e3 * r['step_s_loop']:.2f} | "
+            f"{r['vmap_speedup']:.2f}× | {r['map_speedup']:.2f}× | "
             f"{r['steps_per_s_vmapped']:.0f} | {r['samples_per_s_vmapped']:.0f} / "
             f"{r['samples_per_s_loop']:.0f} | {r['flops_per_s_vmapped'] / 1e9:.1f} "
             f"({100 * r['flops_per_s_vmapped'] / peak:.0f}%) | "

@@ -15,6 +15,7 @@ _LR_SCHEDULES = ("cyclic", "fixed", "exp")
 _NOISE_SCHEDULES = ("exp", "fixed", "none")
 _SHAPER_INPUTS = ("decision", "error")
 _SHAPER_SINS = ("poly", "xla")
+_SEED_BATCHINGS = ("vmap", "map")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,11 @@ class Config:
       select_best: keep the parameters of the epoch with the lowest true metric on
         the validation split (needs ``valid``). Added measure.
       log_every: epochs between progress lines (one host sync per chunk).
+      seed_batching: how one program trains several seeds: 'vmap' (batched, the
+        default; on GPU/TPU and across devices) or 'map' (``lax.map``: one seed
+        after another in the same compiled loop, each bitwise as it trains alone;
+        faster on a CPU that one seed already keeps busy, BUILD_NOTES §10; falls
+        back to 'vmap' when seeds are split over several devices).
     """
 
     epochs: int = 60
@@ -101,6 +107,7 @@ class Config:
     split_irs: bool = False
     freeze_shaper: bool = False
     log_every: int = 10
+    seed_batching: str = "vmap"
 
     def __post_init__(self):
         validate(self)
@@ -190,6 +197,7 @@ def validate(config: Config) -> None:
     _choice(config, "noise_schedule", _NOISE_SCHEDULES)
     _choice(config, "shaper_input", _SHAPER_INPUTS)
     _choice(config, "shaper_sin", _SHAPER_SINS)
+    _choice(config, "seed_batching", _SEED_BATCHINGS)
     for name in ("omega0_first", "omega0", "lr_min", "lr_max", "shaper_lr", "pretrain_lr"):
         _positive_float(config, name)
     for name in ("noise_start", "noise_end", "range_penalty"):

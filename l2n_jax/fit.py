@@ -1,6 +1,9 @@
 """The user-facing trainers: ``fit`` (Loss2Net), ``fit_fixed_loss`` (baselines).
 
-Both run every seed in ONE ``jit(vmap(...))`` program and return a ``FitResult``.
+Both run every seed in ONE ``jit(vmap(...))`` program and return a ``FitResult``
+(with ``Config.seed_batching='map'``, ONE ``jit(lax.map(...))`` program that runs the
+seeds one after another, each bitwise as it runs alone: faster on a CPU whose cores
+one seed already keeps busy, BUILD_NOTES §10).
 Training proceeds in chunks of ``config.log_every`` epochs so a progress line
 (epoch, steps/s, ETA, costs) can be printed between chunks; that is one host sync
 per chunk, never per step.
@@ -314,12 +317,20 @@ def _run(
         # Sites share the seed keys: a site's run is its single-site run.
         return fn if sites is None else jax.vmap(fn, in_axes=in_axes)
 
+    seed_sharding = _seed_sharding(len(keys), 0 if sites is None else 1, tag)
+    batching = config.seed_batching
+    if batching == "map" and seed_sharding is not None:
+        logging.info("%s seed_batching='map' runs on one device; vmapping the seeds "
+                     "to split them over %d devices", tag, len(seed_sharding.mesh.devices))
+        batching = "vmap"
+    over_seeds = _map_over if batching == "map" else jax.vmap
+
     # Data go in as arguments (not closed over), so XLA does not embed them as
     # constants in the compiled program.
     sp_axis = None if shaper is None else 0
     sz_axis = None if sizes is None else 0
     start = jax.jit(over_sites(
-        jax.vmap(
+        over_seeds(
             lambda k, tr, sp, sz: program.pretrain(k, program.init(k, sp), tr, sz),
             (0, None, sp_axis, None),
         ),
@@ -342,7 +353,6 @@ def _run(
         restored = ckpt_lib.restore(checkpoint, template, fingerprint)
     # With several devices the seed axis is split across them; jit partitions the
     # same program (GSPMD), data are replicated.
-    seed_sharding = _seed_sharding(len(keys), 0 if sites is None else 1, tag)
     if seed_sharding is not None:
         keys = jax.device_put(keys, NamedSharding(seed_sharding.mesh, PartitionSpec("runs")))
     t0 = time.perf_counter()
@@ -364,7 +374,7 @@ def _run(
         first = jnp.asarray(epoch, jnp.int32)
         if n not in compiled:
             fn = jax.jit(over_sites(
-                jax.vmap(
+                over_seeds(
                     lambda k, s, tr, va, e0, sz, n=n: program.epochs(k, s, tr, va, e0, n, sz),
                     in_axes=(0, 0, None, None, None, None),
                 ),
@@ -437,6 +447,25 @@ def _run(
         )
         for d, site in enumerate(sites)
     }
+
+
+def _map_over(fn, in_axes):
+    """``jax.vmap(fn, in_axes)`` semantics (axes 0 or None), computed by ``lax.map``.
+
+    Each element runs the unbatched program, one after another in the same compiled
+    loop, so its result is bitwise the one a separate call gives.
+    """
+
+    def mapped(*args):
+        mapped_args = [a for a, ax in zip(args, in_axes) if ax == 0]
+
+        def one(xs):
+            it = iter(xs)
+            return fn(*[next(it) if ax == 0 else a for a, ax in zip(args, in_axes)])
+
+        return jax.lax.map(one, mapped_args)
+
+    return mapped
 
 
 def _seed_sharding(n_seeds: int, axis: int, tag: str = ""):
