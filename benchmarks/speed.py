@@ -1,6 +1,6 @@
 """Training speed: 1 seed, S seeds vmapped in one jit, mapped in one jit, in a loop.
 
-    python benchmarks/speed.py                       # full (about 10 min on 2 cores)
+    python benchmarks/speed.py                       # full (about 7 min on 2 cores)
     python benchmarks/speed.py --seeds=1,2 --repeats=2 --out=/tmp/speed   # smoke
 
 The timed unit is one epoch of ``--steps`` Loss2Net train steps (a ``lax.scan``, as
@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 import l2n_jax as l2n
+from l2n_jax.fit import _map_over  # the seed_batching='map' code path
 from l2n_jax.train import Shapes, make_program
 from usecases import netalloc
 
@@ -125,9 +126,7 @@ def measure(name, config, n_steps, seed_counts, repeats):
         t0 = time.perf_counter()
         many_c = jax.jit(jax.vmap(epoch)).lower(keys, states).compile()
         compile_many = time.perf_counter() - t0
-        mapped_c = jax.jit(
-            lambda k, st: jax.lax.map(lambda a: epoch(*a), (k, st))
-        ).lower(keys, states).compile()
+        mapped_c = jax.jit(_map_over(epoch, (0, 0))).lower(keys, states).compile()
         singles = [(keys[i], jax.tree.map(lambda x, i=i: x[i], states)) for i in range(s)]
         tv = _median(lambda: many_c(keys, states), repeats) / n_steps
         tm = _median(lambda: mapped_c(keys, states), repeats) / n_steps

@@ -6,9 +6,10 @@ the true metric, as Loss2Net's epoch selection is. Each method trains all seeds 
 one vmapped program. Rows are tidy: one per site x method x seed.
 
 ``run_sites`` does the same for several sites at once, each training running every
-site x seed in one program (sites of different lengths padded and masked); ``run_method`` uses it when ``Options.sites`` says the
-use case batches its sites (``power``). Metrics may be stateful
-(``l2n.StatefulMetric``): scoring and margin tuning then scan each split in order.
+site x seed in one program (sites of different lengths padded and masked);
+``run_method`` uses it when ``Options.sites`` says the use case batches its sites
+(``power``). Metrics may be stateful (``l2n.StatefulMetric``): scoring and margin
+tuning then scan each split in order.
 """
 
 import os

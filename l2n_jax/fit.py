@@ -418,9 +418,12 @@ def _run(
         "run_s": run_s,
         "steps_per_s": done / run_s if run_s > 0 else None,
     }
-    site_steps = [steps] * (1 if sites is None else len(sites))
+    n_sites = 1 if sites is None else len(sites)
+    site_train = [shapes.n_train] * n_sites
+    site_steps = [steps] * n_sites
     if sizes is not None:
-        site_steps = [int(n) // config.batch_size for n in np.asarray(sizes)[:, 0]]
+        site_train = [int(n) for n in np.asarray(sizes)[:, 0]]
+        site_steps = [n // config.batch_size for n in site_train]
         # Share of the program's steps that were dead (gated) padding steps.
         timing["padding_waste"] = 1.0 - sum(site_steps) / (steps * len(site_steps))
 
@@ -443,7 +446,7 @@ def _run(
              for c in chunks],
             best_epoch[d],
             site_steps[d],
-            shapes.n_train if sizes is None else int(np.asarray(sizes)[d, 0]),
+            site_train[d],
         )
         for d, site in enumerate(sites)
     }

@@ -151,6 +151,19 @@ def demand_deciles(windows: Windows, fraction: float = 0.1) -> dict[str, np.ndar
     return {"low": order[:n], "high": order[-n:]}
 
 
+def _evenly(idx: np.ndarray, max_samples: int) -> np.ndarray:
+    """At most ``max_samples`` evenly spaced entries of ``idx``."""
+    return idx[np.linspace(0, len(idx) - 1, min(max_samples, len(idx))).astype(int)]
+
+
+def _error_grid(windows: Windows, idx: np.ndarray, errors: np.ndarray):
+    """Decisions ``y + e`` and their obs for samples ``idx`` x ``errors`` (sample
+    major): ([n * E, m], [n * E, k])."""
+    targets, obs = np.asarray(windows.targets)[idx], np.asarray(windows.obs)[idx]
+    decision = (targets[:, None, :] + errors[None, :, None]).reshape(-1, targets.shape[1])
+    return decision, np.repeat(obs, len(errors), axis=0)
+
+
 def loss_by_error(result: FitResult, windows: Windows, errors, fraction: float = 0.1,
                   max_samples: int = 256) -> dict[str, np.ndarray]:
     """The learned loss ``f_l(y + e, obs)`` averaged over the lowest / highest
@@ -160,14 +173,11 @@ def loss_by_error(result: FitResult, windows: Windows, errors, fraction: float =
     evenly spaced samples of each group are used.
     """
     errors = np.asarray(errors, np.float32)
-    targets, obs = np.asarray(windows.targets), np.asarray(windows.obs)
     out = {}
     for name, idx in demand_deciles(windows, fraction).items():
-        idx = idx[np.linspace(0, len(idx) - 1, min(max_samples, len(idx))).astype(int)]
-        n, e = len(idx), len(errors)
-        decision = (targets[idx][:, None, :] + errors[None, :, None]).reshape(n * e, -1)
-        f = result.shaper(decision, np.repeat(obs[idx], e, axis=0))  # [seeds, n * E]
-        out[name] = f.reshape(f.shape[0], n, e).mean(axis=1)
+        idx = _evenly(idx, max_samples)
+        f = result.shaper(*_error_grid(windows, idx, errors))  # [seeds, n * E]
+        out[name] = f.reshape(f.shape[0], len(idx), len(errors)).mean(axis=1)
     return out
 
 
@@ -176,11 +186,8 @@ def shaper_error(result: FitResult, windows: Windows, metric, errors,
     """[seeds] RMSE of the learned loss against the true cost ``metric(y + e, obs)``
     over (at most ``max_samples`` evenly spaced) samples of ``windows`` x ``errors``."""
     errors = np.asarray(errors, np.float32)
-    n = len(windows.targets)
-    idx = np.linspace(0, n - 1, min(max_samples, n)).astype(int)
-    targets, obs = np.asarray(windows.targets)[idx], np.asarray(windows.obs)[idx]
-    decision = (targets[:, None, :] + errors[None, :, None]).reshape(-1, targets.shape[1])
-    obs = np.repeat(obs, len(errors), axis=0)
+    idx = _evenly(np.arange(len(windows.targets)), max_samples)
+    decision, obs = _error_grid(windows, idx, errors)
     true = np.asarray(batch_metric(metric)(decision, obs))
     learned = result.shaper(decision, obs)  # [seeds, n * E]
     return np.sqrt(((learned - true[None]) ** 2).mean(axis=1))

@@ -476,10 +476,7 @@ def make_program(
         key = jax.random.fold_in(key, _PRETRAIN)
 
         def step(carry, xs):
-            if sizes is None:
-                idx, live = xs, None
-            else:
-                idx, live = xs
+            idx, live = xs  # live: None unless padded
             p, opt = carry
             batch = train.take(idx)
 
@@ -498,9 +495,7 @@ def make_program(
             return new, value
 
         def epoch(carry, e):
-            batches, live = _schedule(key, e, sizes)
-            xs = batches if live is None else (batches, live)
-            return jax.lax.scan(step, carry, xs)[0], None
+            return jax.lax.scan(step, carry, _schedule(key, e, sizes))[0], None
 
         p = state.params["predictor"]
         (p, _), _ = jax.lax.scan(epoch, (p, tx_pre.init(p)), jnp.arange(config.pretrain_epochs))
@@ -538,28 +533,23 @@ def make_program(
         def one_epoch(state, e):
             active = e >= config.shaper_warmup_epochs
 
-            def body(state, idx):
-                step_key = jax.random.fold_in(key_step, state.step)
-                return step_fn(step_key, state, train.take(idx), active, bounds)
-
-            def padded_body(state, xs):
-                idx, live = xs
+            def body(state, xs):
+                idx, live = xs  # live: None unless padded
                 step_key = jax.random.fold_in(key_step, state.step)
                 new_state, metrics = step_fn(
                     step_key, state, train.take(idx), active, bounds, total_run
                 )
-                return _gate(live, new_state, state), metrics
+                if live is not None:  # a dead step of a padded site changes nothing
+                    new_state = _gate(live, new_state, state)
+                return new_state, metrics
 
             if stateful_train:
                 # Each epoch replays every stretch from its start: a sequence start.
                 state = state.replace(metric_state=init_segments())
-                batches = jnp.asarray(segment_idx)
+                schedule = (jnp.asarray(segment_idx), None)
             else:
-                batches, live = _schedule(key, e, sizes)
-            if sizes is None:
-                state, history = jax.lax.scan(body, state, batches)
-            else:
-                state, history = jax.lax.scan(padded_body, state, (batches, live))
+                schedule = _schedule(key, e, sizes)
+            state, history = jax.lax.scan(body, state, schedule)
             if valid is not None:
                 cost, logged = validation(state.params, valid, n_valid)
                 for name, value in logged.items():
