@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 import l2n_jax as l2n
-from l2n_jax.fit import _map_over  # the seed_batching='map' code path
+from l2n_jax.runs import map_over  # the seed_batching='map' code path
 from l2n_jax.train import Shapes, make_program
 from usecases import netalloc
 
@@ -109,7 +109,7 @@ def measure(name, config, n_steps, seed_counts, repeats):
 
     key0 = jax.random.key(0)
     state0 = program.init(key0)
-    step_c = jax.jit(program.train_step).lower(key0, state0, batch).compile()
+    step_c = jax.jit(program.step(train)).lower(key0, state0, batch).compile()
     flops = float((step_c.cost_analysis() or {}).get("flops", float("nan")))
     flops_lower_bound = _loops_over_matmuls(step_c.as_text())
     if flops_lower_bound:
@@ -126,7 +126,7 @@ def measure(name, config, n_steps, seed_counts, repeats):
         t0 = time.perf_counter()
         many_c = jax.jit(jax.vmap(epoch)).lower(keys, states).compile()
         compile_many = time.perf_counter() - t0
-        mapped_c = jax.jit(_map_over(epoch, (0, 0))).lower(keys, states).compile()
+        mapped_c = jax.jit(map_over(epoch, (0, 0))).lower(keys, states).compile()
         singles = [(keys[i], jax.tree.map(lambda x, i=i: x[i], states)) for i in range(s)]
         tv = _median(lambda: many_c(keys, states), repeats) / n_steps
         tm = _median(lambda: mapped_c(keys, states), repeats) / n_steps

@@ -11,27 +11,32 @@ Public API (names fixed by SPEC section 3)::
 from l2n_jax import losses
 from l2n_jax.config import Config
 from l2n_jax.data import Scaler, Windows, WindowSet, make_windows
+from l2n_jax.engine import Program, Trainer, TrainState
 from l2n_jax.fit import (
-    FitResult,
     NonFiniteError,
     evaluate,
     fit,
     fit_fixed_loss,
     fit_fixed_loss_sites,
     fit_sites,
-    load,
     score,
 )
-from l2n_jax.metrics import HostMetric, StatefulMetric, host_metric
-from l2n_jax.train import TrainState, make_program
+from l2n_jax.metrics import CostModel, HostMetric, StatefulMetric, host_metric
+from l2n_jax.results import FitResult, load
+from l2n_jax.runs import over_runs
+from l2n_jax.train import Shapes, make_program
 
 __all__ = [
     "Config",
+    "CostModel",
     "FitResult",
     "HostMetric",
     "NonFiniteError",
+    "Program",
     "Scaler",
+    "Shapes",
     "StatefulMetric",
+    "Trainer",
     "TrainState",
     "Windows",
     "WindowSet",
@@ -45,5 +50,6 @@ __all__ = [
     "losses",
     "make_program",
     "make_windows",
+    "over_runs",
     "score",
 ]

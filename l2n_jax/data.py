@@ -5,9 +5,10 @@ fitted on the rows the training windows touch only, so nothing of the validation
 test period leaks into training.
 """
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -36,6 +37,39 @@ class Windows(NamedTuple):
 
     def take(self, idx) -> "Windows":
         return Windows(*(x[idx] for x in self))
+
+
+class Split(NamedTuple):
+    """A split as training programs take it: windows and how many rows are live.
+
+    ``n`` is None when every row is live (the count is then the static length, a
+    Python int), or a traced int32 when the split is padded to the length of a
+    longer site batched in the same program. Programs read ``count`` and choose
+    their batch layout from whether ``n`` is given, once, when they are traced.
+    """
+
+    windows: Windows
+    n: Any = None
+
+    @property
+    def count(self):
+        return len(self.windows) if self.n is None else self.n
+
+    @property
+    def padded(self) -> bool:
+        return self.n is not None
+
+
+def as_split(data) -> "Split | None":
+    """``Windows`` (NumPy or jnp), a ``Split`` or None -> a ``Split`` of jnp arrays.
+
+    NumPy windows (what make_windows returns) cannot be indexed by traced batch
+    indices; jnp arrays can, inside or outside jit.
+    """
+    if data is None:
+        return None
+    split = data if isinstance(data, Split) else Split(data)
+    return split._replace(windows=Windows(*(jnp.asarray(x) for x in split.windows)))
 
 
 class Scaler(NamedTuple):

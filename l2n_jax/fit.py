@@ -1,45 +1,45 @@
-"""The user-facing trainers: ``fit`` (Loss2Net), ``fit_fixed_loss`` (baselines).
+"""The user-facing trainers: ``fit`` (Loss2Net), ``fit_fixed_loss`` (baselines), their
+``_sites`` forms, and ``evaluate``.
 
-Both run every seed in ONE ``jit(vmap(...))`` program and return a ``FitResult``
-(with ``Config.seed_batching='map'``, ONE ``jit(lax.map(...))`` program that runs the
-seeds one after another, each bitwise as it runs alone: faster on a CPU whose cores
-one seed already keeps busy, BUILD_NOTES §10).
-Training proceeds in chunks of ``config.log_every`` epochs so a progress line
-(epoch, steps/s, ETA, costs) can be printed between chunks; that is one host sync
-per chunk, never per step.
+Every seed trains in ONE ``jit(vmap(...))`` program (``Config.seed_batching='map'``:
+ONE ``jit(lax.map(...))`` program running the seeds one after another, each bitwise
+as alone: faster on a CPU that one seed already keeps busy, BUILD_NOTES §10). The
+``_sites`` forms train sites x seeds in ONE ``jit(vmap(sites, vmap(seeds)))`` program;
+every site uses the same seed keys, so a site's result is the one a single-site
+``fit`` with those seeds gives (up to the float rounding of the batched program).
+Sites with different window counts are padded to the longest and masked
+(``data.Split``): each site still runs its own epochs, steps and schedules, and
+equals its run alone through the padded path (``pad=True``), which differs from
+plain ``fit`` only in how the epoch's shuffle is drawn. The padded steps of shorter
+sites are computed and discarded: the cost of one program, reported as
+``timing['padding_waste']``.
 
-``fit_sites`` / ``fit_fixed_loss_sites`` train several sites x every seed in ONE
-``jit(vmap(sites, vmap(seeds)))`` program. Every site uses the same seed keys, so a
-site's result is the one a single-site ``fit`` with those seeds gives (up to the
-float rounding of the batched program). Sites with different window counts are
-padded to the longest and masked (``train.make_program(padded=True)``): each site
-still runs its own epochs, steps and schedules, and equals its run alone through the
-padded path (``pad=True``), which differs from plain ``fit`` only in how the epoch's
-shuffle is drawn. The padded steps of shorter sites are computed and discarded:
-the cost of one program, reported as ``timing['padding_waste']``.
+A run is the engine's ``Program`` (``l2n_jax.train``) vectorised from outside
+(``l2n_jax.runs``) and driven chunk by chunk by the host loop (``l2n_jax.loop``),
+which logs progress, checks for non-finite values and checkpoints.
 """
 
-import dataclasses
-import json
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
-import flax.serialization
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec
 
 from l2n_jax import checkpoint as ckpt_lib
-from l2n_jax import nets
-from l2n_jax import train as train_lib
+from l2n_jax import engine, loop, runs
 from l2n_jax.config import Config
-from l2n_jax.data import Windows
+from l2n_jax.data import Split, Windows
 from l2n_jax.metrics import StatefulMetric, batch_metric, check_metric, v_dim
+from l2n_jax.results import FitResult, history_frame
+from l2n_jax.train import Shapes, make_program
 
-_FORMAT_VERSION = 1
+
+class NonFiniteError(FloatingPointError):
+    """A run produced a NaN/inf cost, loss or parameter and was stopped."""
 
 
 def _as_windows(w: Windows, name: str) -> Windows:
@@ -59,139 +59,6 @@ def _as_windows(w: Windows, name: str) -> Windows:
     return arrays
 
 
-def _seed_keys(seeds: Sequence[int]) -> jax.Array:
-    seeds = tuple(int(s) for s in seeds)
-    if not seeds:
-        raise ValueError("seeds must name at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}")
-    return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-
-
-@dataclasses.dataclass
-class FitResult:
-    """A trained method, one set of parameters per seed (leading axis = seeds).
-
-    Attributes:
-      config: the Config it was trained with.
-      seeds: the seeds, in the order of the leading axis.
-      params: {'predictor': ..., 'shaper': ...} stacked over seeds (the best
-        validation epoch when ``config.select_best`` and valid data were given).
-      history: per-step metrics (seed, epoch, step, cost, shaper_loss, ...).
-      method: 'loss2net' or the baseline loss's name.
-      shapes: the data shapes the networks were built for.
-      best_epoch: [seeds] the epoch whose parameters were kept (-1: last).
-      timing: compile/run seconds and steps/s.
-    """
-
-    config: Config
-    seeds: tuple[int, ...]
-    params: dict
-    history: pd.DataFrame
-    method: str
-    shapes: train_lib.Shapes
-    best_epoch: np.ndarray
-    timing: dict
-
-    def _nets(self):
-        predictor = nets.make_predictor(
-            self.config, self.shapes.input_shape, self.shapes.decision_dim
-        )
-        shaper = nets.make_shaper(
-            self.config,
-            self.shapes.decision_dim + self.shapes.obs_dim + self.shapes.v_dim,
-        )
-        return predictor, shaper
-
-    def predict(self, inputs) -> np.ndarray:
-        """Decisions with eps = 0: inputs [N, S, L, F] -> [seeds, N, m]."""
-        predictor, _ = self._nets()
-        inputs = jnp.asarray(inputs, jnp.float32)
-        m = self.shapes.decision_dim
-        fn = jax.jit(jax.vmap(lambda p: train_lib.predict(predictor, p, inputs, m)))
-        return np.asarray(fn(self.params["predictor"]))
-
-    def shaper(self, decision, obs, v=None) -> np.ndarray:
-        """The learned loss f_l(decision, obs[, v]): [N, m], [N, k][, [N, j]] -> [seeds, N].
-
-        ``v`` is required (and only accepted) when the run's metric was a
-        StatefulMetric: its ``v`` vector per sample (e.g. consecutive outages).
-        """
-        if "shaper" not in self.params:
-            raise ValueError(f"method {self.method!r} has no loss shaper")
-        j = self.shapes.v_dim
-        if (v is None) != (j == 0):
-            raise ValueError(
-                f"shaper: this run's shaper takes v [N, {j}]" if j
-                else "shaper: this run's metric was not stateful; it takes no v"
-            )
-        _, shaper = self._nets()
-        decision = jnp.asarray(decision, jnp.float32)
-        obs = jnp.asarray(obs, jnp.float32)
-        if j:
-            obs = jnp.concatenate([obs, jnp.asarray(v, jnp.float32).reshape(-1, j)], -1)
-        m = self.shapes.decision_dim
-        if self.config.shaper_input == "error":
-            x = jnp.concatenate([decision - obs[:, :m], obs], axis=-1)
-        else:
-            x = jnp.concatenate([decision, obs], axis=-1)
-        fn = jax.jit(jax.vmap(lambda s: shaper.apply(s, x)))
-        return np.asarray(fn(self.params["shaper"]))
-
-    def save(self, path: str) -> None:
-        """Writes parameters, config and metadata to one msgpack file."""
-        blob = {
-            "version": _FORMAT_VERSION,
-            "meta": json.dumps(
-                {
-                    "config": self.config.to_dict(),
-                    "seeds": list(self.seeds),
-                    "method": self.method,
-                    "shapes": list(self.shapes),
-                    "best_epoch": np.asarray(self.best_epoch).tolist(),
-                    "timing": self.timing,
-                }
-            ),
-            "params": jax.tree.map(np.asarray, self.params),
-        }
-        with open(path, "wb") as f:
-            f.write(flax.serialization.msgpack_serialize(blob))
-
-
-def load(path: str) -> FitResult:
-    """Reads a FitResult written by ``FitResult.save`` (history is not stored)."""
-    with open(path, "rb") as f:
-        blob = flax.serialization.msgpack_restore(f.read())
-    if blob.get("version") != _FORMAT_VERSION:
-        raise ValueError(f"load: {path} has format {blob.get('version')}, expected 1")
-    meta = json.loads(blob["meta"])
-    shapes = meta["shapes"]
-    return FitResult(
-        config=Config.from_dict(meta["config"]),
-        seeds=tuple(meta["seeds"]),
-        params=jax.tree.map(jnp.asarray, blob["params"]),
-        history=pd.DataFrame(),
-        method=meta["method"],
-        shapes=train_lib.Shapes(tuple(shapes[0]), *shapes[1:]),
-        best_epoch=np.asarray(meta["best_epoch"]),
-        timing=meta["timing"],
-    )
-
-
-def _history_frame(chunks, seeds, steps_per_epoch, first_epoch_of_chunk):
-    frames = []
-    for first, hist in zip(first_epoch_of_chunk, chunks):
-        hist = {k: np.asarray(v) for k, v in hist.items()}  # [S, E, steps]
-        s, e, n = next(iter(hist.values())).shape
-        index = pd.MultiIndex.from_product(
-            [list(seeds), range(first, first + e), range(n)], names=["seed", "epoch", "i"]
-        )
-        frames.append(pd.DataFrame({k: v.reshape(-1) for k, v in hist.items()}, index=index))
-    df = pd.concat(frames).reset_index().sort_values(["seed", "epoch", "i"])
-    df["step"] = df["epoch"] * steps_per_epoch + df["i"]
-    return df.drop(columns="i").reset_index(drop=True)
-
-
 def _pad_to(w: Windows, n: int) -> Windows:
     extra = n - w.inputs.shape[0]
     if extra == 0:
@@ -201,8 +68,8 @@ def _pad_to(w: Windows, n: int) -> Windows:
 
 
 def _stack_sites(trains, valids, pad=None):
-    """Site names, stacked [sites, N, ...] train (and valid) windows, and the
-    [sites, 2] real (train, valid) counts when padded (else None).
+    """Site names and the stacked [sites, N, ...] train (and valid) ``Split``s, with
+    each site's live count when padded.
 
     ``pad``: None pads only when the sites' window counts differ; True always uses
     the padded program; False refuses different counts."""
@@ -225,9 +92,6 @@ def _stack_sites(trains, valids, pad=None):
                 )
         return arrays
 
-    def stack(arrays, n):
-        return Windows(*(jnp.stack(x) for x in zip(*(_pad_to(arrays[s], n) for s in sites))))
-
     splits = [check(trains, "train")] + ([] if valids is None else [check(valids, "valid")])
     counts = [[int(a[s].inputs.shape[0]) for s in sites] for a in splits]
     uneven = any(len(set(c)) > 1 for c in counts)
@@ -237,259 +101,12 @@ def _stack_sites(trains, valids, pad=None):
             "pad=False: truncate them to a common length, or allow padding"
         )
     padded = bool(pad) or uneven
-    stacked = [stack(a, max(c)) for a, c in zip(splits, counts)]
-    sizes = None
-    if padded:
-        n_valid = counts[1] if valids is not None else counts[0]
-        sizes = jnp.asarray(np.stack([counts[0], n_valid], axis=1), jnp.int32)
-    return sites, stacked[0], (stacked[1] if valids is not None else None), sizes
-
-
-def _run(
-    config: Config,
-    train,
-    valid,
-    seeds: Sequence[int],
-    method: str,
-    metric=None,
-    loss=None,
-    label: str = "",
-    checkpoint: str | None = None,
-    segments: int = 1,
-    sites: bool = False,
-    shaper=None,
-    pad=None,
-):
-    """Trains every seed (and with ``sites``, every site of the mappings ``train``
-    and ``valid``) in one program; returns a FitResult, or {site: FitResult}.
-
-    ``shaper``: initial shaper params stacked over seeds ({site: ...} with sites).
-    """
-    sizes = None
-    if sites:
-        if shaper is not None:
-            if not isinstance(shaper, Mapping) or set(shaper) != set(train):
-                raise ValueError(f"shaper must map every site {list(train)} to shaper "
-                                 "params stacked over seeds")
-            shaper = jax.tree.map(lambda *x: jnp.stack(x), *(shaper[s] for s in train))
-        sites, train, valid, sizes = _stack_sites(train, valid, pad)
-        first = Windows(*(x[0] for x in train))  # what shapes and checks look at
-    else:
-        sites = None
-        train = first = _as_windows(train, "train")
-    if config.freeze_shaper and loss is None and shaper is None:
-        raise ValueError("Config.freeze_shaper needs a shaper to start from: pass "
-                         "shaper= (e.g. FitResult.params['shaper'] of another site)")
-    if valid is not None:
-        if sites is None:
-            valid = _as_windows(valid, "valid")
-        if valid.inputs.shape[-3:] != train.inputs.shape[-3:]:
-            raise ValueError(
-                f"valid windows {valid.inputs.shape[-3:]} do not match train "
-                f"{train.inputs.shape[-3:]}"
-            )
-    shapes = train_lib.Shapes.of(first)
-    if metric is not None:
-        check_metric(metric, first.targets[:8], first.obs[:8])
-        if isinstance(metric, StatefulMetric):
-            shapes = shapes._replace(v_dim=v_dim(metric, first.targets[:8], first.obs[:8]))
-    program = train_lib.make_program(
-        config, shapes, metric=metric, loss=loss, segments=segments,
-        padded=sizes is not None,
-    )
-    keys = _seed_keys(seeds)
-    if shaper is not None:
-        shaper = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), shaper)
-        template = jax.eval_shape(program.init, keys[0]).params["shaper"]
-        lead = (len(sites),) if sites is not None else ()
-        want = jax.tree.map(lambda t: (*lead, len(keys), *t.shape), template)
-        got = jax.tree.map(lambda x: x.shape, shaper)
-        if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
-            raise ValueError(
-                "shaper params do not match this run's shaper (config.shaper_hidden, "
-                f"inputs) stacked over {len(keys)} seeds: expected {want}, got {got}"
-            )
-    n_epochs = config.cotrain_epochs if loss is None else config.epochs
-    steps = program.steps_per_epoch
-    tag = f"[{label or method}]"
-
-    def over_sites(fn, in_axes):
-        # Sites share the seed keys: a site's run is its single-site run.
-        return fn if sites is None else jax.vmap(fn, in_axes=in_axes)
-
-    seed_sharding = _seed_sharding(len(keys), 0 if sites is None else 1, tag)
-    batching = config.seed_batching
-    if batching == "map" and seed_sharding is not None:
-        logging.info("%s seed_batching='map' runs on one device; vmapping the seeds "
-                     "to split them over %d devices", tag, len(seed_sharding.mesh.devices))
-        batching = "vmap"
-    over_seeds = _map_over if batching == "map" else jax.vmap
-
-    # Data go in as arguments (not closed over), so XLA does not embed them as
-    # constants in the compiled program.
-    sp_axis = None if shaper is None else 0
-    sz_axis = None if sizes is None else 0
-    start = jax.jit(over_sites(
-        over_seeds(
-            lambda k, tr, sp, sz: program.pretrain(k, program.init(k, sp), tr, sz),
-            (0, None, sp_axis, None),
-        ),
-        (None, 0, sp_axis, sz_axis),
-    ))
-    start_args = (keys, train, shaper, sizes)
-    fingerprint = None
-    restored = None
-    if checkpoint is not None:
-        fingerprint = _fingerprint(config, seeds, method, shapes, train, valid)
-        if isinstance(metric, StatefulMetric) and loss is None:
-            fingerprint["segments"] = segments
-        if sites is not None:
-            fingerprint["sites"] = list(sites)
-        if sizes is not None:
-            fingerprint["sizes"] = np.asarray(sizes).tolist()
-        if shaper is not None:
-            fingerprint["shaper"] = ckpt_lib.data_digest(*jax.tree.leaves(shaper))
-        template = jax.eval_shape(start, *start_args)
-        restored = ckpt_lib.restore(checkpoint, template, fingerprint)
-    # With several devices the seed axis is split across them; jit partitions the
-    # same program (GSPMD), data are replicated.
-    if seed_sharding is not None:
-        keys = jax.device_put(keys, NamedSharding(seed_sharding.mesh, PartitionSpec("runs")))
-    t0 = time.perf_counter()
-    if restored is None:
-        state = jax.block_until_ready(start(*start_args))
-        chunks, firsts, epoch = [], [], 0
-    else:
-        state, epoch = restored.state, restored.epoch
-        chunks, firsts = restored.chunks, restored.firsts
-        logging.info("%s resuming from %s at epoch %d/%d", tag, checkpoint, epoch, n_epochs)
-    if seed_sharding is not None:
-        state = jax.device_put(state, seed_sharding)
-    t_pre = time.perf_counter() - t0
-
-    compiled: dict[int, Any] = {}  # chunk length -> AOT-compiled program
-    compile_s, run_s, done = 0.0, 0.0, 0
-    while epoch < n_epochs:
-        n = min(config.log_every, n_epochs - epoch)
-        first = jnp.asarray(epoch, jnp.int32)
-        if n not in compiled:
-            fn = jax.jit(over_sites(
-                over_seeds(
-                    lambda k, s, tr, va, e0, sz, n=n: program.epochs(k, s, tr, va, e0, n, sz),
-                    in_axes=(0, 0, None, None, None, None),
-                ),
-                (None, 0, 0, 0, None, sz_axis),
-            ))
-            t0 = time.perf_counter()
-            compiled[n] = fn.lower(keys, state, train, valid, first, sizes).compile()
-            compile_s += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        state, hist = compiled[n](keys, state, train, valid, first, sizes)
-        jax.block_until_ready(state)
-        run_s += time.perf_counter() - t0
-        done += n * steps
-        # A non-finite chunk is reported before it is saved: the checkpoint on disk
-        # stays the last good one.
-        _raise_if_nonfinite(state, seeds, tag, checkpoint, sites)
-        chunks.append(hist)
-        firsts.append(epoch)
-        epoch += n
-        if checkpoint is not None:
-            ckpt_lib.save(checkpoint, state, epoch, chunks, firsts, fingerprint)
-        rate = done / run_s if run_s > 0 else float("nan")
-        eta = (n_epochs - epoch) * steps / rate if rate == rate and rate > 0 else float("nan")
-        parts = []
-        for key in ("cost", "loss", "valid_cost", "valid_loss"):
-            if key in hist:  # last step of the chunk, averaged over seeds
-                value = np.asarray(hist[key])[..., -1, -1].mean()
-                parts.append(f"{'train_' + key if 'valid' not in key else key}={value:.5f}")
-        logging.info(
-            "%s epoch %d/%d step %d steps/s %.1f ETA %.0fs %s",
-            tag, epoch, n_epochs, epoch * steps, rate, eta, " ".join(parts),
-        )
-    params = train_lib.final_params(config, state, valid is not None)
-    if config.select_best and valid is not None:
-        best_epoch = np.asarray(state.best_epoch)
-    else:
-        best_epoch = np.full(np.shape(state.bad_step), -1)
-    timing = {
-        "pretrain_s": t_pre,
-        "compile_s": compile_s,
-        "run_s": run_s,
-        "steps_per_s": done / run_s if run_s > 0 else None,
-    }
-    n_sites = 1 if sites is None else len(sites)
-    site_train = [shapes.n_train] * n_sites
-    site_steps = [steps] * n_sites
-    if sizes is not None:
-        site_train = [int(n) for n in np.asarray(sizes)[:, 0]]
-        site_steps = [n // config.batch_size for n in site_train]
-        # Share of the program's steps that were dead (gated) padding steps.
-        timing["padding_waste"] = 1.0 - sum(site_steps) / (steps * len(site_steps))
-
-    def result(params, chunks, best_epoch, n_steps, n_train=shapes.n_train):
-        history = (_history_frame(chunks, seeds, n_steps, firsts) if chunks
-                   else pd.DataFrame())
-        site_shapes = shapes._replace(n_train=n_train)
-        return FitResult(
-            config, tuple(int(s) for s in seeds), params, history, method, site_shapes,
-            best_epoch, timing,
-        )
-
-    if sites is None:
-        return result(params, chunks, best_epoch, steps)
-    return {
-        site: result(
-            jax.tree.map(lambda x, d=d: x[d], params),
-            # Dead steps of a padded site are dropped from its history.
-            [{k: np.asarray(v)[d][..., :site_steps[d]] for k, v in c.items()}
-             for c in chunks],
-            best_epoch[d],
-            site_steps[d],
-            site_train[d],
-        )
-        for d, site in enumerate(sites)
-    }
-
-
-def _map_over(fn, in_axes):
-    """``jax.vmap(fn, in_axes)`` semantics (axes 0 or None), computed by ``lax.map``.
-
-    Each element runs the unbatched program, one after another in the same compiled
-    loop, so its result is bitwise the one a separate call gives.
-    """
-
-    def mapped(*args):
-        mapped_args = [a for a, ax in zip(args, in_axes) if ax == 0]
-
-        def one(xs):
-            it = iter(xs)
-            return fn(*[next(it) if ax == 0 else a for a, ax in zip(args, in_axes)])
-
-        return jax.lax.map(one, mapped_args)
-
-    return mapped
-
-
-def _seed_sharding(n_seeds: int, axis: int, tag: str = ""):
-    """A NamedSharding splitting the seed axis over the local devices, or None.
-
-    Uses the largest number of devices that divides the number of seeds (seeds are
-    never padded); None on a single device.
-    """
-    devices = jax.local_devices()
-    n = max(d for d in range(1, len(devices) + 1) if n_seeds % d == 0)
-    if n < 2:
-        return None
-    if n < len(devices):
-        logging.info("%s %d seeds over %d of %d devices (use a multiple of %d seeds "
-                     "to use them all)", tag, n_seeds, n, len(devices), len(devices))
-    mesh = Mesh(np.asarray(devices[:n]), ("runs",))
-    return NamedSharding(mesh, PartitionSpec(*([None] * axis), "runs"))
-
-
-class NonFiniteError(FloatingPointError):
-    """A run produced a NaN/inf cost, loss or parameter and was stopped."""
+    stacked = []
+    for arrays, c in zip(splits, counts):
+        windows = Windows(*(jnp.stack(x) for x in zip(*(_pad_to(arrays[s], max(c))
+                                                        for s in sites))))
+        stacked.append(Split(windows, jnp.asarray(c, jnp.int32) if padded else None))
+    return sites, stacked[0], (stacked[1] if valids is not None else None)
 
 
 def _raise_if_nonfinite(state, seeds, tag, checkpoint=None, sites=None):
@@ -512,34 +129,211 @@ def _raise_if_nonfinite(state, seeds, tag, checkpoint=None, sites=None):
         )
 
 
-def _fingerprint(config, seeds, method, shapes, train, valid) -> dict:
+def _fingerprint(config, seeds, method, shapes, train: Split, valid: Split | None,
+                 **extra) -> dict:
     """What must match for a checkpoint to be resumed (chunking does not matter)."""
     cfg = config.to_dict()
     cfg.pop("log_every", None)
-    arrays = list(train) + (list(valid) if valid is not None else [])
+    arrays = list(train.windows) + (list(valid.windows) if valid is not None else [])
     # v_dim is listed only when set, so stateless fingerprints are unchanged.
     dims = list(shapes[1:4]) + ([shapes.v_dim] if shapes.v_dim else [])
-    return {
+    out = {
         "config": cfg,
         "seeds": [int(s) for s in seeds],
         "method": method,
         "shapes": [list(shapes.input_shape), *dims],
         "data": ckpt_lib.data_digest(*arrays),
     }
+    if train.padded:
+        n_valid = valid.n if valid is not None else train.n
+        out["sizes"] = np.stack([np.asarray(train.n), np.asarray(n_valid)], 1).tolist()
+    out.update({k: v for k, v in extra.items() if v is not None})
+    return out
 
 
-def fit(
-    config: Config,
-    train: Windows,
-    metric,
-    *,
-    seeds: Sequence[int] = (0,),
-    valid: Windows | None = None,
-    label: str = "",
-    checkpoint: str | None = None,
-    segments: int = 1,
-    shaper=None,
-) -> FitResult:
+def _check_start(program, start_params, keys, sites):
+    """Start params must match the program's networks, stacked over (sites and)
+    seeds."""
+    if start_params is None:
+        return None
+    start_params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), start_params)
+    template = jax.eval_shape(program.init, keys[0]).params["shaper"]
+    lead = (len(sites),) if sites is not None else ()
+    want = jax.tree.map(lambda t: (*lead, len(keys), *t.shape), template)
+    got = jax.tree.map(lambda x: x.shape, start_params["shaper"])
+    if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
+        raise ValueError(
+            "shaper params do not match this run's shaper (config.shaper_hidden, "
+            f"inputs) stacked over {len(keys)} seeds: expected {want}, got {got}"
+        )
+    return start_params
+
+
+def _vectorised(program, config, n_seeds, sites, tag, given: bool):
+    """(start, chunk, seed sharding): the program's start and epoch functions over
+    seeds and sites, jitted; ``chunk(n)`` runs ``n`` epochs."""
+    sharding = runs.seed_sharding(n_seeds, 0 if sites is None else 1, tag)
+    batching = config.seed_batching
+    if batching == "map" and sharding is not None:
+        # lax.map keeps the seeds on one device; vmap lets jit split them.
+        batching = "vmap"
+    on_sites = sites is not None
+    sp = 0 if given else None
+    # Data go in as arguments (not closed over), so XLA does not embed them as
+    # constants in the compiled program.
+    start = jax.jit(runs.over_runs(
+        program.start, (0, None, sp), (None, 0, sp) if on_sites else None, batching))
+
+    def chunk(n):
+        return jax.jit(runs.over_runs(
+            lambda s, k, tr, va, e0: program.epochs(k, s, tr, va, e0, n),
+            (0, 0, None, None, None), (0, None, 0, 0, None) if on_sites else None,
+            batching))
+
+    return start, chunk, sharding
+
+
+def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
+           fingerprint, sites, seeds):
+    """Starts (or resumes) and runs every chunk; returns (Chunks, pretrain seconds)."""
+    start, chunk, sharding = _vectorised(program, config, len(keys), sites, tag,
+                                         start_params is not None)
+    restored = None
+    if checkpoint is not None:
+        template = jax.eval_shape(start, keys, train, start_params)
+        restored = ckpt_lib.restore(checkpoint, template, fingerprint)
+    if sharding is not None:  # data stay replicated; jit partitions the seed axis
+        keys = jax.device_put(keys, NamedSharding(sharding.mesh, PartitionSpec("runs")))
+    t0 = time.perf_counter()
+    if restored is None:
+        done, epoch = loop.Chunks(jax.block_until_ready(start(keys, train, start_params)),
+                                  [], []), 0
+    else:
+        done, epoch = loop.Chunks(restored.state, restored.chunks, restored.firsts), \
+            restored.epoch
+        logging.info("%s resuming from %s at epoch %d/%d", tag, checkpoint, epoch,
+                     program.n_epochs)
+    if sharding is not None:
+        done = done._replace(state=jax.device_put(done.state, sharding))
+    t_pre = time.perf_counter() - t0
+
+    def save(chunks, epoch):
+        ckpt_lib.save(checkpoint, chunks.state, epoch, chunks.histories, chunks.firsts,
+                      fingerprint)
+
+    done = loop.train_in_chunks(
+        chunk, (keys, train, valid), done, epoch, program.n_epochs, config.log_every,
+        program.steps_per_epoch, tag,
+        check=lambda state: _raise_if_nonfinite(state, seeds, tag, checkpoint, sites),
+        save=save if checkpoint is not None else None,
+    )
+    return done, t_pre
+
+
+def _results(program, config, done, t_pre, selected, seeds, method, shapes, sites,
+             train):
+    """A FitResult (or {site: FitResult}) from a finished run."""
+    state, steps = done.state, program.steps_per_epoch
+    params = engine.final_params(state, selected)
+    best_epoch = (np.asarray(state.best_epoch) if selected
+                  else np.full(np.shape(state.bad_step), -1))
+    timing = {"pretrain_s": t_pre, "compile_s": done.compile_s, "run_s": done.run_s,
+              "steps_per_s": done.steps / done.run_s if done.run_s > 0 else None}
+    seeds = tuple(int(s) for s in seeds)
+
+    def result(params, chunks, best, n_steps, n_train=shapes.n_train):
+        history = history_frame(chunks, seeds, n_steps, done.firsts)
+        return FitResult(config, seeds, params, history, method,
+                         shapes._replace(n_train=n_train), best, timing, program.networks)
+
+    if sites is None:
+        return result(params, done.histories, best_epoch, steps)
+    site_train = (np.asarray(train.n) if train.padded
+                  else np.full(len(sites), shapes.n_train))
+    site_steps = [int(n) // config.batch_size if train.padded else steps
+                  for n in site_train]
+    if train.padded:  # share of the program's steps that were dead padding steps
+        timing["padding_waste"] = 1.0 - sum(site_steps) / (steps * len(site_steps))
+    return {
+        site: result(
+            jax.tree.map(lambda x, d=d: x[d], params),
+            # Dead steps of a padded site are dropped from its history.
+            [{k: np.asarray(v)[d][..., :site_steps[d]] for k, v in c.items()}
+             for c in done.histories],
+            best_epoch[d], site_steps[d], int(site_train[d]),
+        )
+        for d, site in enumerate(sites)
+    }
+
+
+def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="",
+         checkpoint=None, segments=1, sites=False, shaper=None, pad=None):
+    """Trains every seed (and with ``sites``, every site of the mappings ``train``
+    and ``valid``) in one program; returns a FitResult, or {site: FitResult}.
+
+    ``shaper``: initial shaper params stacked over seeds ({site: ...} with sites).
+    """
+    if sites:
+        if shaper is not None:
+            if not isinstance(shaper, Mapping) or set(shaper) != set(train):
+                raise ValueError(f"shaper must map every site {list(train)} to shaper "
+                                 "params stacked over seeds")
+            shaper = jax.tree.map(lambda *x: jnp.stack(x), *(shaper[s] for s in train))
+        sites, train, valid = _stack_sites(train, valid, pad)
+        first = Windows(*(x[0] for x in train.windows))  # what shapes and checks see
+    else:
+        sites = None
+        first = _as_windows(train, "train")
+        train = Split(first)
+        if valid is not None:
+            valid = Split(_as_windows(valid, "valid"))
+    if config.freeze_shaper and loss is None and shaper is None:
+        raise ValueError("Config.freeze_shaper needs a shaper to start from: pass "
+                         "shaper= (e.g. FitResult.params['shaper'] of another site)")
+    if valid is not None and valid.windows.inputs.shape[-3:] != train.windows.inputs.shape[-3:]:
+        raise ValueError(
+            f"valid windows {valid.windows.inputs.shape[-3:]} do not match train "
+            f"{train.windows.inputs.shape[-3:]}"
+        )
+    shapes = Shapes.of(first)
+    stateful = isinstance(metric, StatefulMetric)
+    if metric is not None:
+        check_metric(metric, first.targets[:8], first.obs[:8])
+        if stateful:
+            shapes = shapes._replace(v_dim=v_dim(metric, first.targets[:8], first.obs[:8]))
+    if stateful and loss is None and train.padded:
+        raise ValueError(
+            "a StatefulMetric is scanned over the whole split in time order, which "
+            "padding would break; truncate the sites to a common length"
+        )
+    program = make_program(config, shapes, metric=metric, loss=loss, segments=segments)
+    keys = runs.seed_keys(seeds)
+    start_params = _check_start(program, None if shaper is None else {"shaper": shaper},
+                                keys, sites)
+    tag = f"[{label or method}]"
+    fingerprint = None
+    if checkpoint is not None:
+        fingerprint = _fingerprint(
+            config, seeds, method, shapes, train, valid,
+            segments=segments if stateful and loss is None else None,
+            sites=list(sites) if sites is not None else None,
+            shaper=(ckpt_lib.data_digest(*jax.tree.leaves(shaper))
+                    if shaper is not None else None))
+    done, t_pre = _train(program, config, keys, train, valid, start_params, tag,
+                         checkpoint, fingerprint, sites, seeds)
+    selected = config.select_best and valid is not None
+    return _results(program, config, done, t_pre, selected, seeds, method, shapes, sites,
+                    train)
+
+
+def _check_metric_arg(name, metric):
+    if not (callable(metric) or isinstance(metric, StatefulMetric)):
+        raise ValueError(f"{name}: metric must be callable, got {metric!r}")
+
+
+def fit(config: Config, train: Windows, metric, *, seeds: Sequence[int] = (0,),
+        valid: Windows | None = None, label: str = "", checkpoint: str | None = None,
+        segments: int = 1, shaper=None) -> FitResult:
     """Co-trains predictor and loss shaper (Loss2Net) for every seed in one program.
 
     Args:
@@ -566,33 +360,17 @@ def fit(
         ``other.params['shaper']`` of a FitResult with the same seeds count and
         shaper config): fine-tuning a shaper learned elsewhere, or, with
         ``config.freeze_shaper``, training a fresh predictor on it (transfer).
-
-    Returns:
-      FitResult.
     """
     _check_metric_arg("fit", metric)
     return _run(config, train, valid, seeds, "loss2net", metric=metric, label=label,
                 checkpoint=checkpoint, segments=segments, shaper=shaper)
 
 
-def _check_metric_arg(name, metric):
-    if not (callable(metric) or isinstance(metric, StatefulMetric)):
-        raise ValueError(f"{name}: metric must be callable, got {metric!r}")
-
-
-def fit_sites(
-    config: Config,
-    trains: Mapping[str, Windows],
-    metric,
-    *,
-    seeds: Sequence[int] = (0,),
-    valids: Mapping[str, Windows] | None = None,
-    label: str = "",
-    checkpoint: str | None = None,
-    segments: int = 1,
-    shaper: Mapping | None = None,
-    pad: bool | None = None,
-) -> dict[str, FitResult]:
+def fit_sites(config: Config, trains: Mapping[str, Windows], metric, *,
+              seeds: Sequence[int] = (0,), valids: Mapping[str, Windows] | None = None,
+              label: str = "", checkpoint: str | None = None, segments: int = 1,
+              shaper: Mapping | None = None, pad: bool | None = None
+              ) -> dict[str, FitResult]:
     """``fit`` on several sites at once: sites x seeds in one vmapped program.
 
     Args:
@@ -614,17 +392,9 @@ def fit_sites(
                 pad=pad)
 
 
-def fit_fixed_loss(
-    config: Config,
-    train: Windows,
-    loss: Callable,
-    *,
-    seeds: Sequence[int] = (0,),
-    valid: Windows | None = None,
-    metric=None,
-    label: str = "",
-    checkpoint: str | None = None,
-) -> FitResult:
+def fit_fixed_loss(config: Config, train: Windows, loss: Callable, *,
+                   seeds: Sequence[int] = (0,), valid: Windows | None = None, metric=None,
+                   label: str = "", checkpoint: str | None = None) -> FitResult:
     """Trains the same predictor on a fixed per-sample loss (a baseline).
 
     Same architecture, schedules, batch size and number of epochs as ``fit``
@@ -635,9 +405,10 @@ def fit_fixed_loss(
       train: training windows.
       loss: ``loss(prediction [m], target [m]) -> ()``, e.g. ``l2n.losses.mse``.
       seeds: one run per seed, all vmapped.
-      valid: validation windows, for model selection when ``metric`` is given.
-      metric: the true metric; with ``valid`` and ``config.select_best`` the epoch of
-        lowest true validation cost is kept (the same rule Loss2Net gets).
+      valid: validation windows; with ``config.select_best`` the epoch of lowest
+        validation *loss* is kept (ordinary early stopping; tune any knob on the
+        true metric afterwards, as ``l2n_jax.methods`` does).
+      metric: the true metric, logged on training batches and on ``valid``.
       label: prefix of progress lines.
       checkpoint: a file path to write and resume from (see ``fit``).
     """
@@ -648,18 +419,11 @@ def fit_fixed_loss(
                 checkpoint=checkpoint)
 
 
-def fit_fixed_loss_sites(
-    config: Config,
-    trains: Mapping[str, Windows],
-    loss: Callable,
-    *,
-    seeds: Sequence[int] = (0,),
-    valids: Mapping[str, Windows] | None = None,
-    metric=None,
-    label: str = "",
-    checkpoint: str | None = None,
-    pad: bool | None = None,
-) -> dict[str, FitResult]:
+def fit_fixed_loss_sites(config: Config, trains: Mapping[str, Windows], loss: Callable,
+                         *, seeds: Sequence[int] = (0,),
+                         valids: Mapping[str, Windows] | None = None, metric=None,
+                         label: str = "", checkpoint: str | None = None,
+                         pad: bool | None = None) -> dict[str, FitResult]:
     """``fit_fixed_loss`` on several sites at once (see ``fit_sites``, also for
     ``pad``)."""
     if not callable(loss):
@@ -710,4 +474,3 @@ def score(decisions, windows: Windows, metric, seeds, method: str) -> pd.DataFra
             "under_rate": (err < 0).mean(axis=(1, 2)),
         }
     )
-

@@ -11,7 +11,10 @@ loss shaper only regresses on its values.
 * ``StatefulMetric`` is the type of time-correlated metrics (the ``power`` use case):
   ``step(state, decision, obs) -> (cost, v, new_state)``. ``batch_metric`` runs it as
   a ``lax.scan`` over the rows of a batch taken as consecutive time steps from
-  ``init()``; training carries its state across steps (see ``train.py``).
+  ``init()``.
+* ``CostModel`` is how a training step sees either kind: ``run(state, decisions,
+  obs) -> (costs, v, state)`` over a batch. A plain metric is lifted to an empty
+  state and a ``v`` of width 0, so one step serves both (``cost_model``).
 """
 
 from typing import Any, Callable, NamedTuple
@@ -19,8 +22,6 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-MetricFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 class StatefulMetric(NamedTuple):
@@ -220,3 +221,56 @@ def metric_name(metric: Any) -> str:
     if isinstance(metric, StatefulMetric):
         return getattr(metric.step, "__name__", "StatefulMetric")
     return getattr(metric, "__name__", type(metric).__name__)
+
+
+class CostModel(NamedTuple):
+    """The system as a training step sees it, for plain and stateful metrics alike.
+
+    Attributes:
+      init: ``() -> state`` at a sequence start (``()`` for a plain metric).
+      run: ``(state, decisions [B, m], obs [B, k]) -> (costs [B], v [B, j], state)``.
+      v_dim: ``j``, what the system reveals besides ``obs`` (0 for a plain metric).
+    """
+
+    init: Callable[[], Any]
+    run: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array, Any]]
+    v_dim: int
+
+    def summary(self, v) -> dict:
+        """Logged statistics of ``v`` (none when the metric reveals nothing)."""
+        return {"v_mean": jnp.mean(v)} if self.v_dim else {}
+
+
+def cost_model(metric, v_dim: int = 0, lanes: int = 1) -> CostModel:
+    """Lifts ``metric`` to the ``CostModel`` protocol.
+
+    Args:
+      metric: a per-sample metric (vmapped; empty state, ``v`` of width 0) or a
+        ``StatefulMetric``.
+      v_dim: a StatefulMetric's ``len(v)`` (``v_dim(metric, ...)`` checks it).
+      lanes: a StatefulMetric only: a batch is ``lanes`` contiguous time segments
+        of equal length, one after another; each lane carries its own state.
+    """
+    if not isinstance(metric, StatefulMetric):
+        per_sample = jax.vmap(metric)
+
+        def run_plain(state, decisions, obs):
+            return per_sample(decisions, obs), jnp.zeros((decisions.shape[0], 0)), state
+
+        return CostModel(lambda: (), run_plain, 0)
+
+    def init():
+        return jax.tree.map(
+            lambda x: jnp.broadcast_to(jnp.asarray(x), (lanes, *jnp.shape(x))), metric.init()
+        )
+
+    def run(state, decisions, obs):
+        def lane(x):
+            return x.reshape(lanes, -1, x.shape[-1])
+
+        costs, v, state = jax.vmap(lambda s, d, o: scan_metric(metric, s, d, o))(
+            state, lane(decisions), lane(obs)
+        )
+        return costs.reshape(-1), v.reshape(-1, v_dim), state
+
+    return CostModel(init, run, v_dim)

@@ -123,13 +123,13 @@ def test_train_step_costs_equal_the_python_loop_across_two_steps(windows):
     config, program = _stateful_program(windows, pretrain_epochs=0)
     train = jax.tree.map(jnp.asarray, windows.train)
     state = program.init(jax.random.key(0))
-    step = jax.jit(program.train_step)
+    step = jax.jit(program.step(train))
     ref_state = [(0.0, 0), (0.0, 0)]
     for i in range(2):
         # Segment i of stretches starting at 0 and 40 (segments of 4 windows).
         idx = np.array([[40 * s + 4 * i + t for t in range(4)] for s in range(2)])
-        batch = train.take(idx)
-        flat = train.take(idx.reshape(-1))
+        # A batch holds the segments one after another.
+        batch = flat = train.take(idx.reshape(-1))
         d = np.asarray(l2n.train.predict(program.predictor, state.params["predictor"],
                                          flat.inputs, 1)).reshape(2, 4, 1)
         o = np.asarray(flat.obs).reshape(2, 4, 1)

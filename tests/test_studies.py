@@ -53,7 +53,7 @@ def test_finetuned_shaper_starts_from_the_given_one(sites, learned):
     config, train, valid = tiny_config(), sites["b"].train, sites["b"].valid
     # Handing in the very shaper init() draws reproduces the plain run bitwise...
     program = make_program(config, Shapes.of(train), metric=asymmetric_cost)
-    own = jax.vmap(program.init)(importlib.import_module("l2n_jax.fit")._seed_keys((0, 1)))
+    own = jax.vmap(program.init)(l2n.runs.seed_keys((0, 1)))
     plain = l2n.fit(config, train, asymmetric_cost, seeds=(0, 1), valid=valid)
     same = l2n.fit(config, train, asymmetric_cost, seeds=(0, 1), valid=valid,
                    shaper=own.params["shaper"])
@@ -143,7 +143,7 @@ def test_shaper_error_falls_with_training(sites, learned):
     ws, errors = sites["a"], np.linspace(-0.2, 0.2, 9)
     trained = studies.shaper_error(learned["a"], ws.test, asymmetric_cost, errors)
     program = make_program(tiny_config(), Shapes.of(ws.train), metric=asymmetric_cost)
-    init = jax.vmap(program.init)(importlib.import_module("l2n_jax.fit")._seed_keys((0, 1)))
+    init = jax.vmap(program.init)(l2n.runs.seed_keys((0, 1)))
     fresh = dataclasses.replace(learned["a"], params=init.params)
     untrained = studies.shaper_error(fresh, ws.test, asymmetric_cost, errors)
     assert trained.shape == (2,) and np.isfinite(trained).all()

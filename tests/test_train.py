@@ -107,7 +107,7 @@ def test_vmap_over_seeds_equals_a_loop_over_seeds(program, jitted_run, train, va
 
 def test_train_step_is_traced_once_for_many_calls(program, train_windows, key):
     chex.clear_trace_counter()
-    step = jax.jit(chex.assert_max_traces(program.train_step, n=1))
+    step = jax.jit(chex.assert_max_traces(program.step(train_windows), n=1))
     state = program.init(key)
     other_state = program.init(jax.random.key(42))
     for i in range(4):
@@ -119,7 +119,8 @@ def test_train_step_is_traced_once_for_many_calls(program, train_windows, key):
 
 def test_train_step_returns_finite_metrics_with_expected_keys(program, train_windows, key):
     state = program.init(key)
-    new_state, metrics = jax.jit(program.train_step)(key, state, _batch(train_windows, 0))
+    step = program.step(train_windows)
+    new_state, metrics = jax.jit(step)(key, state, _batch(train_windows, 0))
     assert set(metrics) == COTRAIN_METRICS
     for name, value in metrics.items():
         chex.assert_shape(value, ())
@@ -137,7 +138,7 @@ def test_fixed_loss_train_step_returns_loss_and_cost(config, train_windows, key)
     state = program.init(key)
     assert set(state.params) == {"predictor"}
     batch = _batch(train_windows, 0)
-    _, metrics = jax.jit(program.train_step)(key, state, batch)
+    _, metrics = jax.jit(program.step(train_windows))(key, state, batch)
     assert set(metrics) == {"loss", "mean_error", "lr", "cost"}
     pred = program.predictor.apply(state.params["predictor"], batch.inputs,
                                    jnp.zeros((32, 1)))[0]
@@ -154,7 +155,7 @@ def test_predictor_update_goes_through_the_updated_shaper(train_windows, key):
     program = l2n.make_program(config, Shapes.of(train_windows), metric=asymmetric_cost)
     state = program.init(key)
     batch = _batch(train_windows, 0)
-    new_state, metrics = jax.jit(program.train_step)(key, state, batch)
+    new_state, metrics = jax.jit(program.step(train_windows))(key, state, batch)
 
     p_old = state.params["predictor"]
     eps = jnp.zeros((32, 1))
@@ -278,7 +279,7 @@ def test_the_guard_freezes_the_state_at_the_first_bad_step(train, key):
     program = l2n.make_program(tiny_config(), Shapes.of(train), metric=nan_cost)
     state = program.init(key)
     batch = train.take(jnp.arange(8))
-    new, _ = jax.jit(program.train_step)(key, state, batch)
+    new, _ = jax.jit(program.step(train))(key, state, batch)
     assert int(new.bad_step) == 0
     chex.assert_trees_all_equal(new.params, state.params)
     chex.assert_trees_all_equal(new.step, state.step)

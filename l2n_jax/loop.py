@@ -1,0 +1,84 @@
+"""The host loop of a training run, and nothing else: chunks of epochs, each compiled
+once per chunk length, a progress line, a finite check and a checkpoint after each.
+
+One host sync per chunk, never per step. A chunk that produced a non-finite value is
+reported (``check`` raises) before it is saved, so the checkpoint on disk stays the
+last good one.
+"""
+
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+
+class Chunks(NamedTuple):
+    """What a run has produced so far."""
+
+    state: Any
+    histories: list  # per chunk: {name: [..., epochs, steps]}
+    firsts: list  # first epoch of each chunk
+    compile_s: float = 0.0
+    run_s: float = 0.0
+    steps: int = 0  # optimisation steps run by this process (per run)
+
+
+def _progress_line(tag, epoch, n_epochs, steps_per_epoch, rate, history) -> str:
+    eta = (n_epochs - epoch) * steps_per_epoch / rate if rate > 0 else float("nan")
+    parts = []
+    for key in ("cost", "loss", "valid_cost", "valid_loss"):
+        if key in history:  # last step of the chunk, averaged over runs
+            value = np.asarray(history[key])[..., -1, -1].mean()
+            parts.append(f"{'train_' + key if 'valid' not in key else key}={value:.5f}")
+    return (f"{tag} epoch {epoch}/{n_epochs} step {epoch * steps_per_epoch} "
+            f"steps/s {rate:.1f} ETA {eta:.0f}s {' '.join(parts)}")
+
+
+def train_in_chunks(
+    chunk: Callable[[int], Callable],
+    args: tuple,
+    done: Chunks,
+    epoch: int,
+    n_epochs: int,
+    every: int,
+    steps_per_epoch: int,
+    tag: str,
+    check: Callable[[Any], None] = lambda state: None,
+    save: Callable[[Chunks, int], None] | None = None,
+) -> Chunks:
+    """Runs epochs ``epoch .. n_epochs - 1`` in chunks of ``every``.
+
+    Args:
+      chunk: ``chunk(n) -> jitted fn(state, *args, first_epoch) -> (state,
+        history)`` running ``n`` epochs (one compilation per distinct ``n``).
+      args: the data arguments of the chunk function (keys, train, valid).
+      done: the state and history so far (a fresh start or a checkpoint).
+      epoch: epochs of the main phase already done.
+      check: raises if the state holds a non-finite run.
+      save: ``save(chunks, epoch)`` after each good chunk (a checkpoint).
+    """
+    compiled: dict[int, Any] = {}
+    while epoch < n_epochs:
+        n = min(every, n_epochs - epoch)
+        first = jnp.asarray(epoch, jnp.int32)
+        t0 = time.perf_counter()
+        if n not in compiled:
+            compiled[n] = chunk(n).lower(done.state, *args, first).compile()
+            done = done._replace(compile_s=done.compile_s + time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        state, history = compiled[n](done.state, *args, first)
+        jax.block_until_ready(state)
+        check(state)
+        done = Chunks(state, done.histories + [history], done.firsts + [epoch],
+                      done.compile_s, done.run_s + time.perf_counter() - t0,
+                      done.steps + n * steps_per_epoch)
+        epoch += n
+        if save is not None:
+            save(done, epoch)
+        rate = done.steps / done.run_s if done.run_s > 0 else float("nan")
+        logging.info("%s", _progress_line(tag, epoch, n_epochs, steps_per_epoch, rate,
+                                          history))
+    return done

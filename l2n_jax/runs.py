@@ -1,0 +1,88 @@
+"""Vectorisation from outside: a per-run function over seeds and sites.
+
+The engine's functions train ONE run (one seed, one site). ``over_runs`` turns such a
+function into one over every seed (``jax.vmap``, or ``lax.map``: one seed after
+another in the same compiled loop, each bitwise as alone) and, optionally, every
+site (``jax.vmap``), the purejaxrl shape::
+
+    train_all = jax.jit(l2n.over_runs(program.run, seed_axes=(0, None, None)))
+    states, history = train_all(keys, train, valid)
+
+With several devices, ``seed_sharding`` splits the seed axis over them: put the keys
+and states there and ``jit`` partitions the same program (GSPMD).
+"""
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+BATCHINGS = ("vmap", "map")
+
+
+def map_over(fn: Callable, in_axes: Sequence) -> Callable:
+    """``jax.vmap(fn, in_axes)`` semantics (axes 0 or None), computed by ``lax.map``.
+
+    Each element runs the unbatched program, one after another in the same compiled
+    loop, so its result is bitwise the one a separate call gives.
+    """
+
+    def mapped(*args):
+        mapped_args = [a for a, ax in zip(args, in_axes) if ax == 0]
+
+        def one(xs):
+            it = iter(xs)
+            return fn(*[next(it) if ax == 0 else a for a, ax in zip(args, in_axes)])
+
+        return jax.lax.map(one, mapped_args)
+
+    return mapped
+
+
+def over_runs(fn: Callable, seed_axes: Sequence, site_axes: Sequence | None = None,
+              batching: str = "vmap") -> Callable:
+    """``fn`` of one run -> the same over seeds (and sites).
+
+    Args:
+      fn: a function of one run (e.g. ``Program.run`` or ``Program.epochs`` with
+        its static arguments bound).
+      seed_axes: ``in_axes`` over seeds (0: one per seed, None: shared).
+      site_axes: ``in_axes`` over sites of the seed-batched function, or None for a
+        single site. Sites share the seed keys, so a site's runs are its runs alone.
+      batching: 'vmap' (batched) or 'map' (``map_over``).
+    """
+    if batching not in BATCHINGS:
+        raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
+    per_seed = map_over if batching == "map" else jax.vmap
+    fn = per_seed(fn, seed_axes)
+    return fn if site_axes is None else jax.vmap(fn, in_axes=site_axes)
+
+
+def seed_keys(seeds: Sequence[int]) -> jax.Array:
+    """One PRNG key per seed; seeds must be distinct."""
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
+    return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+
+
+def seed_sharding(n_seeds: int, axis: int, tag: str = "") -> NamedSharding | None:
+    """A NamedSharding splitting the seed axis over the local devices, or None.
+
+    Uses the largest number of devices that divides the number of seeds (seeds are
+    never padded); None on a single device.
+    """
+    devices = jax.local_devices()
+    n = max(d for d in range(1, len(devices) + 1) if n_seeds % d == 0)
+    if n < 2:
+        return None
+    if n < len(devices):
+        logging.info("%s %d seeds over %d of %d devices (use a multiple of %d seeds "
+                     "to use them all)", tag, n_seeds, n, len(devices), len(devices))
+    mesh = Mesh(np.asarray(devices[:n]), ("runs",))
+    return NamedSharding(mesh, PartitionSpec(*([None] * axis), "runs"))

@@ -1,0 +1,172 @@
+"""The variants of Loss2Net's step, as values chosen when a program is built.
+
+Each has an identity default, so the paper's step is the step with every variant at
+its default (``Config.literal()``):
+
+* shaper memory: ``no_memory`` (the shaper fits this batch's costs) or ``replay``
+  (a ring buffer of past (decision, obs, cost) samples it also refits each step);
+* shaper features: ``decision_features`` (the paper's ``f_l(y_hat + eps, obs)``) or
+  ``error_features`` (``f_l(y_hat + eps - y, obs)``, ``y`` the first m obs);
+* the predictor's objective: ``shaped_loss`` (the mean learned loss), optionally
+  ``with_range_penalty`` (decisions outside the training targets' range cost more);
+* optimisers: the predictor's Adam on the LR schedule, with ``optax.conditionally_mask``
+  for a shaper warm-up (the predictor's update is zero, its Adam state unchanged,
+  for the first epochs); the shaper's Adam, or ``optax.set_to_zero`` for a frozen
+  (transferred) shaper.
+
+The non-finite guard and epoch selection are generic: ``engine.skip_nonfinite``,
+``engine.keep_best``.
+"""
+
+from typing import Callable, NamedTuple
+
+import flax.struct as struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from l2n_jax.config import Config
+from l2n_jax.data import Split
+
+
+@struct.dataclass
+class Replay:
+    """Ring buffer of past (decision, obs, cost) samples for the shaper."""
+
+    decisions: jax.Array  # [R, m]
+    obs: jax.Array  # [R, k + j]
+    costs: jax.Array  # [R]
+    count: jax.Array  # () int32, samples written so far
+
+
+class Memory(NamedTuple):
+    """What the shaper fits besides the current batch.
+
+    ``init() -> Replay | None``; ``update(replay, key, decisions, seen, costs) ->
+    ((decisions, seen, costs, weights), replay)``: the samples to fit, with a
+    weight each, and the memory after this step.
+    """
+
+    init: Callable
+    update: Callable
+
+
+def no_memory() -> Memory:
+    """The shaper fits the current batch only (the paper)."""
+
+    def update(replay, key, decisions, seen, costs):
+        del key
+        return (decisions, seen, costs, jnp.ones((decisions.shape[0],))), replay
+
+    return Memory(lambda: None, update)
+
+
+def replay(size: int, decision_dim: int, seen_dim: int) -> Memory:
+    """The shaper also refits as many past samples as the batch has, drawn from a
+    ring buffer of the last ``size`` ones (weight 0 while the buffer is empty)."""
+
+    def init():
+        return Replay(jnp.zeros((size, decision_dim)), jnp.zeros((size, seen_dim)),
+                      jnp.zeros((size,)), jnp.array(0))
+
+    def update(memory, key, decisions, seen, costs):
+        b = decisions.shape[0]
+        filled = jnp.minimum(memory.count, size)
+        idx = jax.random.randint(key, (b,), 0, jnp.maximum(filled, 1))
+        samples = (
+            jnp.concatenate([decisions, memory.decisions[idx]]),
+            jnp.concatenate([seen, memory.obs[idx]]),
+            jnp.concatenate([costs, memory.costs[idx]]),
+            jnp.concatenate([jnp.ones((b,)), jnp.full((b,), filled > 0, jnp.float32)]),
+        )
+        slot = (memory.count + jnp.arange(b)) % size
+        memory = Replay(
+            memory.decisions.at[slot].set(decisions),
+            memory.obs.at[slot].set(seen),
+            memory.costs.at[slot].set(costs),
+            memory.count + b,
+        )
+        return samples, memory
+
+    return Memory(init, update)
+
+
+def decision_features(decisions, seen):
+    """The paper's shaper input: the decision and what the system revealed."""
+    return jnp.concatenate([decisions, seen], axis=-1)
+
+
+def error_features(decisions, seen):
+    """The shaper sees the error against the observed target instead."""
+    m = decisions.shape[-1]
+    return jnp.concatenate([decisions - seen[:, :m], seen], axis=-1)
+
+
+def features(config: Config) -> Callable:
+    return error_features if config.shaper_input == "error" else decision_features
+
+
+def shaper_fit_loss(shaper_apply, features_fn) -> Callable:
+    """``(shaper, decisions, seen, costs, weights) -> weighted MSE`` of the shaper."""
+
+    def loss(shaper, decisions, seen, costs, weights):
+        err = shaper_apply(shaper, features_fn(decisions, seen)) - costs
+        return jnp.sum(weights * err**2) / jnp.sum(weights)
+
+    return loss
+
+
+def shaped_loss(shaper_apply, features_fn) -> Callable:
+    """``(decisions, shaper, seen, eps) -> the mean learned loss`` (Algorithm 1)."""
+
+    def loss(decisions, shaper, seen, eps):
+        del eps
+        return jnp.mean(shaper_apply(shaper, features_fn(decisions, seen)))
+
+    return loss
+
+
+def with_range_penalty(loss: Callable, bounds, weight: float) -> Callable:
+    """Adds ``weight`` x the squared distance of the noise-free decisions from
+    ``bounds = (lo, hi)``."""
+    lo, hi = bounds
+
+    def penalised(decisions, shaper, seen, eps):
+        y = decisions - eps
+        out = jnp.maximum(lo - y, 0.0) ** 2 + jnp.maximum(y - hi, 0.0) ** 2
+        return loss(decisions, shaper, seen, eps) + weight * jnp.mean(jnp.sum(out, -1))
+
+    return penalised
+
+
+def target_bounds(train: Split):
+    """The (live) training targets' range, widened by 10% on each side."""
+    targets = train.windows.targets
+    if not train.padded:
+        lo, hi = targets.min(axis=0), targets.max(axis=0)
+    else:
+        live = (jnp.arange(targets.shape[0]) < train.n)[:, None]
+        lo = jnp.where(live, targets, jnp.inf).min(axis=0)
+        hi = jnp.where(live, targets, -jnp.inf).max(axis=0)
+    pad = 0.1 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def predictor_optimizer(learning_rate, warmup_epochs: int = 0,
+                        steps_per_epoch=None) -> optax.GradientTransformation:
+    """Adam on the LR schedule; with ``warmup_epochs`` the update is zero (and Adam's
+    state unchanged) for the first epochs' steps, while the shaper alone learns
+    (``steps_per_epoch`` may be traced: a padded site's own).
+
+    The schedule reads optax's own update count, which advances exactly when the
+    run's step counter does (a gated step, dead or frozen, keeps both)."""
+    adam = optax.scale_by_adam()
+    if warmup_epochs:
+        adam = optax.conditionally_mask(
+            adam, lambda count: count >= warmup_epochs * steps_per_epoch)
+    return optax.chain(adam, optax.scale_by_learning_rate(learning_rate))
+
+
+def shaper_optimizer(config: Config) -> optax.GradientTransformation:
+    """The shaper's Adam, or no update at all for a frozen (transferred) shaper."""
+    return optax.set_to_zero() if config.freeze_shaper else optax.adam(config.shaper_lr)
