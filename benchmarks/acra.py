@@ -103,6 +103,7 @@ def main(argv):
     del argv
     import pandas as pd
 
+    from l2n_jax import methods as methods_lib
     from usecases import acra, quick_config
 
     out = pathlib.Path(_OUT.value or pathlib.Path(__file__).resolve().parent / "results" / "acra")
@@ -124,13 +125,15 @@ def main(argv):
     cmd = "python benchmarks/acra.py " + " ".join(sys.argv[1:])
     for site in sites:
         ws = acra.load(site)
+        cache = methods_lib.FitCache()  # the knapsack family shares one MSE forecaster
         for method in methods:
             if done is not None and ((done["site"] == site) & (done["method"] == method)).any():
                 continue
-            df = acra.run_method(method, config, ws, metric, seeds, label=f"acra/{site}",
-                                 checkpoint_dir=str(ckpt_dir / site))
+            task = methods_lib.Task(config, {site: ws}, metric, seeds, acra.options(),
+                                    label=f"acra/{site}",
+                                    checkpoint_dir=str(ckpt_dir / site), cache=cache)
+            df = methods_lib.run(method, task, "acra").rows
             df = df.rename(columns={"cost": "test_cost"})
-            df.insert(0, "site", site)
             df.insert(0, "usecase", "acra")
             frames.append(df)
             results = pd.concat(frames, ignore_index=True)

@@ -39,7 +39,8 @@ def main():
         t = time.time()
         r = l2n.fit(BASE.replace(**VARIANTS[name]), ws.train, metric, seeds=(0, 1),
                     valid=ws.valid)
-        df = acra._rows(r.predict(ws.test.inputs), ws, metric, (0, 1), name)
+        df = l2n.score(r.predict(ws.test.inputs), ws.test, metric, (0, 1), name)
+        df = df.assign(**acra.options().columns(df, r.predict(ws.test.inputs), ws))
         valid = -r.history.groupby("epoch")["valid_cost"].mean()
         print(f"{name}: test profit {df['profit'].round(4).tolist()} accepted "
               f"{df['accepted'].round(2).tolist()} best_epoch {r.best_epoch.tolist()} "

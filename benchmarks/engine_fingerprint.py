@@ -257,12 +257,14 @@ def compare(out: pathlib.Path, ref: pathlib.Path):
         b = pd.read_csv(mine).drop(columns="train_s")
         key = ["site", "method", "seed"]
         a, b = (x.sort_values(key).reset_index(drop=True) for x in (a, b))
-        same = a.shape == b.shape and all(
-            a[c].equals(b[c]) for c in a.columns if c in b.columns)
-        lines.append(f"{csv.parent.name}: {'bitwise' if same else 'DIFFERS'}")
-        if not same and a.shape[0] == b.shape[0]:
-            for c in a.columns:
-                if c in b.columns and not a[c].equals(b[c]) and a[c].dtype.kind == "f":
+        common = [c for c in a.columns if c in b.columns]
+        same = len(a) == len(b) and all(a[c].equals(b[c]) for c in common)
+        extra = sorted(set(a.columns) ^ set(b.columns))
+        lines.append(f"{csv.parent.name}: {'bitwise' if same else 'DIFFERS'}"
+                     + (f" (columns in one only: {extra})" if extra else ""))
+        if not same and len(a) == len(b):
+            for c in common:
+                if not a[c].equals(b[c]) and a[c].dtype.kind == "f":
                     lines.append(f"    {c}: {np.nanmax(np.abs(a[c] - b[c])):.3g}")
         elif not same:
             lines.append(f"    rows {a.shape} vs {b.shape}")

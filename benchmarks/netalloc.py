@@ -5,7 +5,7 @@ transfer matrices (Tables 5-7), noise sensitivity (Figs 5-6) and explainability
     python benchmarks/netalloc.py                 # full budget (about 70 min, 2 cores)
     python benchmarks/netalloc.py --quick --out=/tmp/na   # smoke (about 3 min)
 
-Every method trains all sites x all seeds in ONE vmapped program (``compare.run_sites``;
+Every method trains all sites x all seeds in ONE vmapped program (``methods.run``;
 the three series have different lengths, so they are padded and masked). Budget:
 ``usecases/netalloc.get_config()`` for every network method. Parts (``--parts``):
 
@@ -42,8 +42,7 @@ from absl import app, flags, logging
 
 import jax
 
-from l2n_jax import compare, losses, studies
-from l2n_jax.compare import Options
+from l2n_jax import losses, methods, studies
 from usecases import REGISTRY, netalloc
 
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke budget: tiny nets, 2 seeds, 2 taus.")
@@ -115,6 +114,7 @@ def table4_markdown(df: pd.DataFrame) -> str:
 def run_table(config, wss, seeds, betas, out, ckpt, options_for):
     frames, fits, timing = [], {}, []
     path = out / "table4.csv"
+    cache = methods.FitCache()  # beta-free trainings are shared across betas
     for beta in betas:
         metric = netalloc.make_metric(beta=beta)
         options = options_for(beta)
@@ -124,15 +124,16 @@ def run_table(config, wss, seeds, betas, out, ckpt, options_for):
             # checkpoints (and, in-process, results) across betas.
             per_beta = method in ("loss2net", "alpha_omc")
             ckpt_dir = str(ckpt / (f"beta_{beta:g}" if per_beta else "shared"))
-            keep = {} if per_beta else None
             t0 = time.perf_counter()
-            df = compare.run_sites(method, config, wss, metric, seeds, options,
-                                   label=f"beta={beta:g}", checkpoint_dir=ckpt_dir,
-                                   fits=keep)
+            task = methods.Task(config, wss, metric, seeds, options,
+                                label=f"beta={beta:g}", checkpoint_dir=ckpt_dir,
+                                cache=cache)
+            result = methods.run(method, task, USECASE)
+            df = result.rows
             timing.append({"part": "table", "beta": beta, "method": method,
                            "seconds": time.perf_counter() - t0})
-            if keep is not None:
-                fits[beta][method] = keep
+            if per_beta:
+                fits[beta][method] = result.fits
             df = df.rename(columns={"cost": "test_cost"})
             df.insert(0, "usecase", USECASE)
             df.insert(1, "beta", beta)

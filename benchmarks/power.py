@@ -4,7 +4,7 @@ region, and Fig. 3 (the learned loss against the error, one curve per ``v``).
     python benchmarks/power.py [--quick] [--seeds=5] [--out=benchmarks/results/power]
 
 Every method trains all 12 regions x all seeds in one vmapped program per training
-(``compare.run_sites``), with the use case's budget (``usecases/power.py``:
+(``methods.run``), with the use case's budget (``usecases/power.py``:
 ``get_config``, the last ``HOURS`` hours of each region). ``l2n_train
 --usecase=power`` runs the same programs and gives the same rows. Writes under
 ``--out``: ``results.csv`` (one row per site x method x seed), ``results.md``
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from absl import app, flags, logging
 
-from l2n_jax import compare
+from l2n_jax import compare, methods
 from usecases import REGISTRY, power
 
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke budget: tiny nets, 4000 hours, 2 seeds.")
@@ -114,11 +114,13 @@ def lstm_measurement(ws, metric, options, n_seeds, epochs, out):
     """
     frames, timing = [], {}
     config = _lstm_config(epochs)
+    cache = methods.FitCache()
     for method in LSTM_METHODS:
         t0 = time.perf_counter()
         for seed in range(n_seeds):
-            df = compare.run_sites(method, config, {"PJME": ws}, metric, (seed,),
-                                   options, label=f"power-lstm/seed{seed}")
+            task = methods.Task(config, {"PJME": ws}, metric, (seed,), options,
+                                label=f"power-lstm/seed{seed}", cache=cache)
+            df = methods.run(method, task, "power").rows
             frames.append(_tidy(df, "lstm"))
         timing[f"lstm/{method}"] = time.perf_counter() - t0
     lstm = pd.concat(frames, ignore_index=True)
@@ -143,11 +145,11 @@ def main(argv):
     config = uc.get_config(quick=quick)
     hours = power.QUICK_HOURS if quick else power.HOURS
     seeds = tuple(range(2 if quick else _SEEDS.value))
-    options = power.options(hours=hours)
+    options = power.options()
     metric = power.make_metric()
     out = pathlib.Path(_OUT.value)
     out.mkdir(parents=True, exist_ok=True)
-    wss = {s: options.load(s) for s in uc.sites}
+    wss = {s: power.load(s, hours) for s in uc.sites}
     if _ONLY_LSTM.value:
         _, timing = lstm_measurement(wss["PJME"], metric, options, _LSTM_SEEDS.value,
                                      _LSTM_EPOCHS.value, out)
@@ -155,10 +157,14 @@ def main(argv):
         return
 
     frames, fits, timing = [], {}, {}
+    cache = methods.FitCache()
     for method in uc.methods:
         t0 = time.perf_counter()
-        df = compare.run_sites(method, config, wss, metric, seeds, options,
-                               label="power", fits=fits if method == "loss2net" else None)
+        result = methods.run(method, methods.Task(config, wss, metric, seeds, options,
+                                                  label="power", cache=cache), "power")
+        df = result.rows
+        if method == "loss2net":
+            fits = result.fits
         timing[method] = time.perf_counter() - t0
         frames.append(_tidy(df, "mlp"))
         pd.concat(frames, ignore_index=True).to_csv(out / "results.csv", index=False)

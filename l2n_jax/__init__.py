@@ -12,17 +12,9 @@ from l2n_jax import losses
 from l2n_jax.config import Config
 from l2n_jax.data import Scaler, Windows, WindowSet, make_windows
 from l2n_jax.engine import Program, Trainer, TrainState
-from l2n_jax.fit import (
-    NonFiniteError,
-    evaluate,
-    fit,
-    fit_fixed_loss,
-    fit_fixed_loss_sites,
-    fit_sites,
-    score,
-)
+from l2n_jax.fit import NonFiniteError, fit, fit_fixed_loss, fit_fixed_loss_sites, fit_sites
 from l2n_jax.metrics import CostModel, HostMetric, StatefulMetric, host_metric
-from l2n_jax.results import FitResult, load
+from l2n_jax.results import FitResult, evaluate, load, score
 from l2n_jax.runs import over_runs
 from l2n_jax.train import Shapes, make_program
 

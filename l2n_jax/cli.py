@@ -17,6 +17,7 @@ config or metric parameters) is refused unless ``--overwrite``.
 """
 
 import dataclasses
+import importlib
 import json
 import os
 import pathlib
@@ -27,11 +28,19 @@ import jax
 import pandas as pd
 from absl import app, flags, logging
 
-from l2n_jax.compare import METHODS, run_method, summary_table
+import usecases
+from l2n_jax import methods as methods_lib
+from l2n_jax.compare import summary_table
 from l2n_jax.fit import NonFiniteError
 
+
+def _per_usecase(fn) -> str:
+    """'name: value; ...' over the use cases, for help texts."""
+    return "; ".join(f"{name}: {fn(uc)}" for name, uc in usecases.REGISTRY.items())
+
+
 _USECASE = flags.DEFINE_string(
-    "usecase", None, "Use case to run: acra | netalloc | power | toy (see README)."
+    "usecase", None, "Use case to run: " + " | ".join(usecases.REGISTRY) + " (see README)."
 )
 _SEEDS = flags.DEFINE_integer(
     "seeds", 5, "Number of seeds per method (trained together in one vmapped program).",
@@ -46,16 +55,27 @@ _WORKDIR = flags.DEFINE_string(
 )
 _METHODS = flags.DEFINE_list(
     "method", None,
-    "Comma-separated methods (default: the use case's list). Known: " + ", ".join(METHODS),
+    "Comma-separated methods. Default per use case: "
+    + _per_usecase(lambda uc: ", ".join(uc.methods)) + ". Registered: "
+    + ", ".join(methods_lib.names()) + " (and any that --plugins registers).",
 )
-_SITES = flags.DEFINE_list("sites", None, "Comma-separated sites (default: all of the use case).")
+_SITES = flags.DEFINE_list(
+    "sites", None, "Comma-separated sites. Default per use case: "
+    + _per_usecase(lambda uc: ", ".join(uc.default_sites or uc.sites)) + ".",
+)
 _EPOCHS = flags.DEFINE_integer(
-    "epochs", None, "Override the total epochs of every method.", lower_bound=2
+    "epochs", None, "Override the total epochs of every method. Default per use case: "
+    + _per_usecase(lambda uc: uc.get_config().epochs) + " (--quick: 3).", lower_bound=2
 )
-_BATCH = flags.DEFINE_integer("batch_size", None, "Override the batch size.", lower_bound=1)
+_BATCH = flags.DEFINE_integer(
+    "batch_size", None, "Override the batch size. Default per use case: "
+    + _per_usecase(lambda uc: uc.get_config().batch_size) + " (--quick: 64).",
+    lower_bound=1,
+)
 _CHECKPOINT_EVERY = flags.DEFINE_integer(
     "checkpoint_every", None,
-    "Write a checkpoint (and a progress line) every N epochs (default: the use case's).",
+    "Write a checkpoint (and a progress line) every N epochs. Default per use case: "
+    + _per_usecase(lambda uc: uc.get_config().log_every) + " (--quick: 1).",
     lower_bound=1,
 )
 _OVERWRITE = flags.DEFINE_bool(
@@ -67,13 +87,19 @@ _SET = flags.DEFINE_multi_string(
     "Override a Config field, NAME=VALUE (repeatable; tuples as 256,256,128), e.g. "
     "--set=shaper_sin=xla --set=replay_size=0.",
 )
+_PLUGINS = flags.DEFINE_list(
+    "plugins", [],
+    "Python modules to import first (from the current directory or the path), e.g. "
+    "ones that register methods with l2n_jax.methods.register.",
+)
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny smoke-test budget (seconds, not minutes).")
 _BETA = flags.DEFINE_float(
-    "beta", None, "netalloc: SLA fee of an under-provision (scaled units, default 0.5).",
-    lower_bound=0.0,
+    "beta", None, "netalloc only: SLA fee of an under-provision (scaled units, default "
+    "0.5).", lower_bound=0.0,
 )
 _GAMMA = flags.DEFINE_float(
-    "gamma", None, "netalloc: cost per unit of over-provision (default 1.0).", lower_bound=0.0
+    "gamma", None, "netalloc only: cost per unit of over-provision (default 1.0).",
+    lower_bound=0.0,
 )
 
 
@@ -128,27 +154,18 @@ def main(argv):
         sys.exit(2)
 
 
-def _main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from usecases import REGISTRY
+def _import_plugins(names):
+    # A console script does not put the current directory on the path.
+    sys.path.insert(0, os.getcwd())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # a user's module: report whatever it raised
+            raise app.UsageError(f"--plugins: cannot import {name!r}: "
+                                 f"{type(e).__name__}: {e}") from None
 
-    name = _USECASE.value
-    if name is None:
-        raise app.UsageError(f"--usecase is required; one of {', '.join(REGISTRY)}")
-    if name not in REGISTRY:
-        raise app.UsageError(f"unknown --usecase={name}; one of {', '.join(REGISTRY)}")
-    uc = REGISTRY[name]
-    methods = tuple(_METHODS.value or uc.methods)
-    known = uc.methods if uc.run_method is not None else METHODS
-    bad = [m for m in methods if m not in known]
-    if bad:
-        raise app.UsageError(f"unknown --method {bad} for {name}; known: {', '.join(known)}")
-    sites = tuple(_SITES.value or uc.default_sites or uc.sites)
-    bad = [s for s in sites if s not in uc.sites]
-    if bad:
-        raise app.UsageError(f"unknown --sites {bad} for {name}; sites: {', '.join(uc.sites)}")
-    params = _metric_params(name)
+
+def _config(uc):
     config = uc.get_config(quick=_QUICK.value)
     overrides = {}
     if _EPOCHS.value is not None:
@@ -160,9 +177,12 @@ def _main(argv):
         overrides["log_every"] = _CHECKPOINT_EVERY.value
     overrides.update(_parse_field(config, text) for text in _SET.value)
     try:
-        config = config.replace(**overrides)
+        return config.replace(**overrides)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
+
+
+def _workdir(name):
     workdir = pathlib.Path(_WORKDIR.value or os.path.join("runs", name))
     try:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -171,42 +191,80 @@ def _main(argv):
         probe.unlink()
     except OSError as e:
         raise app.UsageError(f"--workdir={workdir} is not writable: {e.strerror}") from None
+    return workdir
 
+
+def _selection():
+    """(use case, methods, sites) the flags ask for, each checked."""
+    name = _USECASE.value
+    if name is None:
+        raise app.UsageError(f"--usecase is required; one of {', '.join(usecases.REGISTRY)}")
+    if name not in usecases.REGISTRY:
+        raise app.UsageError(f"unknown --usecase={name}; one of "
+                             f"{', '.join(usecases.REGISTRY)}")
+    uc = usecases.REGISTRY[name]
+    chosen = tuple(_METHODS.value or uc.methods)
+    known = methods_lib.names(name)
+    bad = [m for m in chosen if m not in known]
+    if bad:
+        raise app.UsageError(f"unknown --method {bad} for {name}; known: {', '.join(known)}")
+    sites = tuple(_SITES.value or uc.default_sites or uc.sites)
+    bad = [s for s in sites if s not in uc.sites]
+    if bad:
+        raise app.UsageError(f"unknown --sites {bad} for {name}; sites: {', '.join(uc.sites)}")
+    return uc, chosen, sites
+
+
+def _main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    _import_plugins(_PLUGINS.value)
+    uc, chosen, sites = _selection()
+    name = uc.name
+    params = _metric_params(name)
+    config = _config(uc)
+    workdir = _workdir(name)
     seeds = tuple(range(_SEED_OFFSET.value, _SEED_OFFSET.value + _SEEDS.value))
     try:
         metric = uc.make_metric(**params)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
-    options = uc.options(**params)
-    logging.info(
-        "l2n_train usecase=%s sites=%s methods=%s seeds=%s devices=%s",
-        name, sites, methods, seeds, jax.devices(),
-    )
+    logging.info("l2n_train usecase=%s sites=%s methods=%s seeds=%s devices=%s",
+                 name, sites, chosen, seeds, jax.devices())
     run_info = {"usecase": name, "metric_params": params, "seeds": list(seeds),
                 "config": dataclasses.asdict(config)}
     done = _prepare_workdir(workdir, run_info, _OVERWRITE.value)
     (workdir / "config.json").write_text(json.dumps(run_info, indent=2))
     frames = [] if done is None else [done]
-    for site in sites:
-        ws = uc.load(site)
-        for method in methods:
-            if done is not None and ((done["site"] == site) & (done["method"] == method)).any():
-                logging.info("[%s/%s/%s] already in results.csv, skipped", name, site, method)
+    cache = methods_lib.FitCache()  # trainings shared between this run's methods
+    # A use case that batches its sites trains them all in one program per method.
+    groups = [sites] if uc.batch_sites else [(s,) for s in sites]
+    for group in groups:
+        wss = {s: uc.load(s) for s in group}
+        label = name if uc.batch_sites else f"{name}/{group[0]}"
+        checkpoints = workdir / "checkpoints" / ("_sites" if uc.batch_sites else group[0])
+        for method in chosen:
+            todo = {s: ws for s, ws in wss.items() if not _finished(done, s, method)}
+            for s in set(wss) - set(todo):
+                logging.info("[%s/%s/%s] already in results.csv, skipped", name, s, method)
+            if not todo:
                 continue
-            df = (uc.run_method or run_method)(
-                method, config, ws, metric, seeds, options, label=f"{name}/{site}",
-                checkpoint_dir=str(workdir / "checkpoints" / site),
-            )
-            df.insert(0, "site", site)
-            df.insert(0, "usecase", name)
-            frames.append(df.rename(columns={"cost": "test_cost"}))
+            task = methods_lib.Task(config, todo, metric, seeds, uc.options(**params),
+                                    label, str(checkpoints), cache)
+            rows = methods_lib.run(method, task, name).rows
+            rows.insert(0, "usecase", name)
+            frames.append(rows.rename(columns={"cost": "test_cost"}))
             # Written after every method so a long run leaves partial results.
-            _write(workdir, frames, uc.summary)
-    results = _write(workdir, frames, uc.summary)
+            _write(workdir, frames, uc)
+    results = _write(workdir, frames, uc)
     # Every training finished and its rows are written: the checkpoints are spent.
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
     print((uc.summary or summary_table)(results))
     logging.info("wrote %s and %s", workdir / "results.csv", workdir / "results.md")
+
+
+def _finished(done, site, method) -> bool:
+    return done is not None and ((done["site"] == site) & (done["method"] == method)).any()
 
 
 def _prepare_workdir(workdir, run_info, overwrite):
@@ -246,11 +304,18 @@ def _jsonable(value):
     return json.loads(json.dumps(value))
 
 
-def _write(workdir, frames, summary=None):
+def _write(workdir, frames, uc):
     results = pd.concat(frames, ignore_index=True)
+    # Sites in the use case's order (a batched use case finishes method by method).
+    order = {s: i for i, s in enumerate(uc.sites)}
+    results = results.sort_values("site", key=lambda c: c.map(order), kind="stable",
+                                  ignore_index=True)
     results.to_csv(workdir / "results.csv", index=False)
-    (workdir / "results.md").write_text((summary or summary_table)(results))
+    (workdir / "results.md").write_text((uc.summary or summary_table)(results))
     return results
+
+
+_HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 
 
 def run():
@@ -261,7 +326,14 @@ def run():
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
-    app.run(main)
+    try:
+        app.run(main)
+    except SystemExit as e:
+        # absl exits with status 1 after printing --help; asking for help is not
+        # an error (scripts run `l2n_train --help`).
+        if e.code == 1 and any(a in _HELP_FLAGS for a in sys.argv[1:]):
+            sys.exit(0)
+        raise
 
 
 if __name__ == "__main__":

@@ -179,6 +179,28 @@ def check_frame(frame: pd.DataFrame, fill: str | None = None) -> pd.DataFrame:
     return frame
 
 
+def _fit_scaler(fit_rows: np.ndarray, columns: tuple[str, ...], scale: str) -> Scaler:
+    """The scaler of ``scale`` fitted on the rows the training windows touch."""
+    low, high = fit_rows.min(axis=0), fit_rows.max(axis=0)
+    if scale == "peak":
+        negative = [columns[i] for i in np.flatnonzero(low < 0)]
+        if negative:
+            raise ValueError(
+                f"make_windows: scale='peak' needs non-negative columns; {negative} "
+                "have negative training values (use scale='minmax')"
+            )
+        low = np.zeros_like(high)
+    elif scale != "minmax":
+        raise ValueError(f"make_windows: scale must be 'minmax' or 'peak', got {scale!r}")
+    const = [columns[i] for i in np.flatnonzero(high <= low)]
+    if const:
+        raise ValueError(
+            f"make_windows: columns {const} are constant (or all zero for scale='peak') "
+            "over the training rows; scaling would divide by zero (drop them)"
+        )
+    return Scaler(columns, low, high)
+
+
 def make_windows(
     frame: pd.DataFrame,
     target_columns: Sequence[str],
@@ -231,26 +253,8 @@ def make_windows(
             f"make_windows: {len(values)} rows give {n_windows} windows of lookback "
             f"{lookback}: too few for split {split}"
         )
-    fit_rows = values[: n_train + lookback]
-    low, high = fit_rows.min(axis=0), fit_rows.max(axis=0)
-    if scale == "peak":
-        negative = [columns[i] for i in np.flatnonzero(low < 0)]
-        if negative:
-            raise ValueError(
-                f"make_windows: scale='peak' needs non-negative columns; {negative} "
-                "have negative training values (use scale='minmax')"
-            )
-        low = np.zeros_like(high)
-    elif scale != "minmax":
-        raise ValueError(f"make_windows: scale must be 'minmax' or 'peak', got {scale!r}")
-    const = [columns[i] for i in np.flatnonzero(high <= low)]
-    if const:
-        raise ValueError(
-            f"make_windows: columns {const} are constant (or all zero for scale='peak') "
-            "over the training rows; scaling would divide by zero (drop them)"
-        )
-    scaler = Scaler(columns, low, high)
-    scaled = ((values - low) / (high - low)).astype(np.float32)
+    scaler = _fit_scaler(values[: n_train + lookback], columns, scale)
+    scaled = ((values - scaler.low) / (scaler.high - scaler.low)).astype(np.float32)
 
     col = {c: i for i, c in enumerate(columns)}
     t_idx = np.array([col[c] for c in target_columns])

@@ -25,7 +25,6 @@ from typing import Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -33,80 +32,14 @@ from l2n_jax import checkpoint as ckpt_lib
 from l2n_jax import engine, loop, runs
 from l2n_jax.config import Config
 from l2n_jax.data import Split, Windows
-from l2n_jax.metrics import StatefulMetric, batch_metric, check_metric, v_dim
+from l2n_jax.metrics import StatefulMetric, check_metric, v_dim
 from l2n_jax.results import FitResult, history_frame
+from l2n_jax.sites import as_windows, stack_sites
 from l2n_jax.train import Shapes, make_program
 
 
 class NonFiniteError(FloatingPointError):
     """A run produced a NaN/inf cost, loss or parameter and was stopped."""
-
-
-def _as_windows(w: Windows, name: str) -> Windows:
-    if not isinstance(w, Windows):
-        raise ValueError(f"{name} must be an l2n.Windows, got {type(w).__name__}")
-    arrays = Windows(*(jnp.asarray(x, jnp.float32) for x in w))
-    n = arrays.inputs.shape[0]
-    if arrays.inputs.ndim != 4:
-        raise ValueError(
-            f"{name}.inputs must be [N, n_series, lookback, n_features], got "
-            f"{arrays.inputs.shape}"
-        )
-    for field in ("targets", "obs", "ir_targets", "current"):
-        x = getattr(arrays, field)
-        if x.ndim != 2 or x.shape[0] != n:
-            raise ValueError(f"{name}.{field} must be [{n}, d], got {x.shape}")
-    return arrays
-
-
-def _pad_to(w: Windows, n: int) -> Windows:
-    extra = n - w.inputs.shape[0]
-    if extra == 0:
-        return w
-    return Windows(*(jnp.concatenate([x, jnp.zeros((extra, *x.shape[1:]), x.dtype)])
-                     for x in w))
-
-
-def _stack_sites(trains, valids, pad=None):
-    """Site names and the stacked [sites, N, ...] train (and valid) ``Split``s, with
-    each site's live count when padded.
-
-    ``pad``: None pads only when the sites' window counts differ; True always uses
-    the padded program; False refuses different counts."""
-    if not isinstance(trains, Mapping) or not trains:
-        raise ValueError("trains must be a non-empty mapping {site: Windows}")
-    sites = tuple(trains)
-    if valids is not None and tuple(valids) != sites:
-        raise ValueError(f"valids must name the same sites as trains {list(sites)}, "
-                         f"got {list(valids)}")
-
-    def check(splits, name):
-        arrays = {s: _as_windows(w, f"{name}[{s!r}]") for s, w in splits.items()}
-        ref = arrays[sites[0]]
-        for s, w in arrays.items():
-            if [x.shape[1:] for x in w] != [x.shape[1:] for x in ref]:
-                raise ValueError(
-                    f"{name}[{s!r}] has window shapes {[x.shape[1:] for x in w]}, site "
-                    f"{sites[0]!r} {[x.shape[1:] for x in ref]}: sites batched in one "
-                    "program need the same lookback, series, features and targets"
-                )
-        return arrays
-
-    splits = [check(trains, "train")] + ([] if valids is None else [check(valids, "valid")])
-    counts = [[int(a[s].inputs.shape[0]) for s in sites] for a in splits]
-    uneven = any(len(set(c)) > 1 for c in counts)
-    if uneven and pad is False:
-        raise ValueError(
-            f"sites have different window counts {dict(zip(sites, counts[0]))} and "
-            "pad=False: truncate them to a common length, or allow padding"
-        )
-    padded = bool(pad) or uneven
-    stacked = []
-    for arrays, c in zip(splits, counts):
-        windows = Windows(*(jnp.stack(x) for x in zip(*(_pad_to(arrays[s], max(c))
-                                                        for s in sites))))
-        stacked.append(Split(windows, jnp.asarray(c, jnp.int32) if padded else None))
-    return sites, stacked[0], (stacked[1] if valids is not None else None)
 
 
 def _raise_if_nonfinite(state, seeds, tag, checkpoint=None, sites=None):
@@ -279,14 +212,14 @@ def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="
                 raise ValueError(f"shaper must map every site {list(train)} to shaper "
                                  "params stacked over seeds")
             shaper = jax.tree.map(lambda *x: jnp.stack(x), *(shaper[s] for s in train))
-        sites, train, valid = _stack_sites(train, valid, pad)
+        sites, train, valid = stack_sites(train, valid, pad)
         first = Windows(*(x[0] for x in train.windows))  # what shapes and checks see
     else:
         sites = None
-        first = _as_windows(train, "train")
+        first = as_windows(train, "train")
         train = Split(first)
         if valid is not None:
-            valid = Split(_as_windows(valid, "valid"))
+            valid = Split(as_windows(valid, "valid"))
     if config.freeze_shaper and loss is None and shaper is None:
         raise ValueError("Config.freeze_shaper needs a shaper to start from: pass "
                          "shaper= (e.g. FitResult.params['shaper'] of another site)")
@@ -431,46 +364,3 @@ def fit_fixed_loss_sites(config: Config, trains: Mapping[str, Windows], loss: Ca
     name = getattr(loss, "__name__", "loss")
     return _run(config, trains, valids, seeds, name, metric=metric, loss=loss,
                 label=label, checkpoint=checkpoint, sites=True, pad=pad)
-
-
-def evaluate(result: FitResult, windows: Windows, metric, decisions=None) -> pd.DataFrame:
-    """True metric of a trained method on ``windows``, one row per seed.
-
-    Args:
-      result: a FitResult.
-      windows: the split to evaluate (usually ``.test``).
-      metric: per-sample metric, or a StatefulMetric (scanned over the whole split
-        in time order from ``metric.init()``).
-      decisions: optional [seeds, N, m] decisions to score instead of
-        ``result.predict`` (e.g. after adding a tuned margin).
-
-    Returns:
-      DataFrame with columns seed, method, cost, rmse, mae, under_rate.
-    """
-    windows = _as_windows(windows, "windows")
-    if decisions is None:
-        decisions = result.predict(windows.inputs)
-    return score(decisions, windows, metric, seeds=result.seeds, method=result.method)
-
-
-def score(decisions, windows: Windows, metric, seeds, method: str) -> pd.DataFrame:
-    """Per-seed true cost and forecast errors of decisions [seeds, N, m]."""
-    decisions = jnp.asarray(decisions, jnp.float32)
-    if decisions.ndim != 3 or decisions.shape[1:] != windows.targets.shape:
-        raise ValueError(
-            f"decisions must be [seeds, {windows.targets.shape[0]}, "
-            f"{windows.targets.shape[1]}], got {decisions.shape}"
-        )
-    obs = jnp.asarray(windows.obs, jnp.float32)
-    costs = jax.jit(jax.vmap(lambda d: batch_metric(metric)(d, obs)))(decisions)
-    err = np.asarray(decisions) - np.asarray(windows.targets)[None]
-    return pd.DataFrame(
-        {
-            "seed": list(seeds),
-            "method": method,
-            "cost": np.asarray(costs).mean(axis=1),
-            "rmse": np.sqrt((err**2).mean(axis=(1, 2))),
-            "mae": np.abs(err).mean(axis=(1, 2)),
-            "under_rate": (err < 0).mean(axis=(1, 2)),
-        }
-    )

@@ -29,7 +29,7 @@ def msle(pred, target):
 
 
 # Cached: equal arguments give the same function object, so a training keyed by its
-# loss (compare.fit_fixed) is shared between callers, e.g. two SLA fees.
+# loss (a methods.FitCache key) is shared between callers, e.g. two SLA fees.
 @functools.lru_cache(maxsize=None)
 def pinball(tau: float):
     """Quantile (pinball) loss at quantile ``tau``; tau > 0.5 favours over-provisioning."""

@@ -1,4 +1,5 @@
-"""``FitResult``: a trained method, one set of parameters per seed; save and load.
+"""``FitResult``: a trained method, one set of parameters per seed; save, load, and
+``evaluate`` / ``score`` with the true metric.
 
 A FitResult carries the networks its program was built with, so ``predict`` and
 ``shaper`` only apply them (``l2n.load`` builds them once from the saved config).
@@ -15,6 +16,9 @@ import pandas as pd
 
 from l2n_jax import nets, variants
 from l2n_jax.config import Config
+from l2n_jax.data import Windows
+from l2n_jax.metrics import batch_metric
+from l2n_jax.sites import as_windows
 from l2n_jax.train import Shapes, predict
 
 _FORMAT_VERSION = 1
@@ -144,3 +148,46 @@ def history_frame(chunks, seeds, steps_per_epoch, firsts) -> pd.DataFrame:
     df = pd.concat(frames).reset_index().sort_values(["seed", "epoch", "i"])
     df["step"] = df["epoch"] * steps_per_epoch + df["i"]
     return df.drop(columns="i").reset_index(drop=True)
+
+
+def evaluate(result: FitResult, windows: Windows, metric, decisions=None) -> pd.DataFrame:
+    """True metric of a trained method on ``windows``, one row per seed.
+
+    Args:
+      result: a FitResult.
+      windows: the split to evaluate (usually ``.test``).
+      metric: per-sample metric, or a StatefulMetric (scanned over the whole split
+        in time order from ``metric.init()``).
+      decisions: optional [seeds, N, m] decisions to score instead of
+        ``result.predict`` (e.g. after adding a tuned margin).
+
+    Returns:
+      DataFrame with columns seed, method, cost, rmse, mae, under_rate.
+    """
+    windows = as_windows(windows, "windows")
+    if decisions is None:
+        decisions = result.predict(windows.inputs)
+    return score(decisions, windows, metric, seeds=result.seeds, method=result.method)
+
+
+def score(decisions, windows: Windows, metric, seeds, method: str) -> pd.DataFrame:
+    """Per-seed true cost and forecast errors of decisions [seeds, N, m]."""
+    decisions = jnp.asarray(decisions, jnp.float32)
+    if decisions.ndim != 3 or decisions.shape[1:] != windows.targets.shape:
+        raise ValueError(
+            f"decisions must be [seeds, {windows.targets.shape[0]}, "
+            f"{windows.targets.shape[1]}], got {decisions.shape}"
+        )
+    obs = jnp.asarray(windows.obs, jnp.float32)
+    costs = jax.jit(jax.vmap(lambda d: batch_metric(metric)(d, obs)))(decisions)
+    err = np.asarray(decisions) - np.asarray(windows.targets)[None]
+    return pd.DataFrame(
+        {
+            "seed": list(seeds),
+            "method": method,
+            "cost": np.asarray(costs).mean(axis=1),
+            "rmse": np.sqrt((err**2).mean(axis=(1, 2))),
+            "mae": np.abs(err).mean(axis=(1, 2)),
+            "under_rate": (err < 0).mean(axis=(1, 2)),
+        }
+    )

@@ -15,18 +15,20 @@
   function of the error ``e`` for the samples of lowest and highest demand, and the
   errors a trained predictor makes on them (paper Fig. 8).
 
-Rows follow ``compare``: one per site x method x seed, with ``test_cost``.
+Rows follow ``l2n_jax.methods``: one per site x method x seed, with ``test_cost``.
 """
 
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from l2n_jax import compare
+from l2n_jax import methods
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, Windows
-from l2n_jax.fit import FitResult, fit_sites, score
+from l2n_jax.fit import fit_sites
+from l2n_jax.results import FitResult, score
 from l2n_jax.metrics import batch_metric
 
 
@@ -125,9 +127,11 @@ def noise_sensitivity(
     rows, curves = [], []
     for name, std, changes in settings:
         tag = name if name != "fixed" else f"fixed_{std:.4g}"
-        results = compare._fit_many(
+        checkpoint = (None if checkpoint_dir is None
+                      else os.path.join(checkpoint_dir, f"loss2net_{tag}.ckpt"))
+        results = methods.train_sites(
             config.replace(**changes), dict(wss), tuple(seeds), f"{label}/{tag}",
-            compare.checkpoint_path(checkpoint_dir, f"loss2net_{tag}"), metric=metric,
+            checkpoint, metric=metric,
         )
         for site, ws in wss.items():
             r = results[site]

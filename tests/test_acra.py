@@ -8,8 +8,15 @@ import pytest
 from conftest import tiny_config
 
 import l2n_jax as l2n
+from l2n_jax import methods
 from l2n_jax.data import WindowSet
 from usecases import acra, acra_emulator as emu
+
+
+def _run(method, config, ws, metric, seeds):
+    task = methods.Task(config, {"S4": ws}, metric, seeds, acra.options(),
+                        cache=methods.FitCache())
+    return methods.run(method, task, "acra").rows
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +75,7 @@ def test_the_metric_reads_the_number_of_clients_from_the_decision():
 def test_baselines_end_to_end_give_rows_with_profit_and_accepted(small):
     metric = acra.make_metric()
     config = tiny_config(batch_size=64)
-    rows = {m: acra.run_method(m, config, small, metric, (0, 1))
+    rows = {m: _run(m, config, small, metric, (0, 1))
             for m in ("knapsack", "knapsack_margin", "oracle")}
     for method, df in rows.items():
         assert len(df) == 2 and list(df["seed"]) == [0, 1]
@@ -96,8 +103,15 @@ def test_loss2net_and_bm_split_train_on_the_emulator(small):
     metric = acra.make_metric()
     config = tiny_config(batch_size=64)
     for method in ("loss2net", "bm_split"):
-        df = acra.run_method(method, config, small, metric, (0,))
+        df = _run(method, config, small, metric, (0,))
         assert np.isfinite(df["profit"]).all() and len(df) == 1
+
+
+def test_knapsack_methods_are_registered_for_acra_only():
+    assert {"knapsack", "knapsack_margin", "greedy", "oracle"} <= set(methods.names("acra"))
+    assert "knapsack" not in methods.names("netalloc")
+    with pytest.raises(ValueError, match="unknown method 'knapsack'"):
+        methods.get("knapsack", "netalloc")
 
 
 def test_summary_table_has_profit_accepted_and_ratio_to_knapsack():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import l2n_jax as l2n
-from l2n_jax import baselines, compare, losses
+from l2n_jax import baselines, compare, losses, methods
 
 from conftest import UNDER_WEIGHT, asymmetric_cost, asymmetric_cost_np, make_series
 
@@ -135,26 +135,29 @@ def small_windowset():
     return l2n.make_windows(make_series(300), ["load"], lookback=6)
 
 
-def test_run_method_scores_training_free_baselines(small_windowset):
+def _run(method, ws, seeds):
+    task = methods.Task(l2n.Config(), {"s": ws}, asymmetric_cost, seeds)
+    return methods.run(method, task).rows
+
+
+def test_training_free_baselines_give_scored_rows(small_windowset):
     seeds = (0, 1)
     for method in ("persistence", "ar", "persistence_margin", "ar_margin"):
-        df = compare.run_method(method, l2n.Config(), small_windowset, asymmetric_cost, seeds)
+        df = _run(method, small_windowset, seeds)
         assert len(df) == 2 and (df["method"] == method).all()
-        assert set(df.columns) >= {"seed", "method", "cost", "rmse", "mae", "under_rate",
-                                   "forecast_rmse", "knob", "train_s"}
+        assert set(df.columns) >= {"site", "seed", "method", "cost", "rmse", "mae",
+                                   "under_rate", "forecast_rmse", "knob", "train_s"}
         assert np.isfinite(df["cost"]).all()
-    persistence = compare.run_method("persistence", l2n.Config(), small_windowset,
-                                     asymmetric_cost, seeds)
-    margin = compare.run_method("persistence_margin", l2n.Config(), small_windowset,
-                                asymmetric_cost, seeds)
+    persistence = _run("persistence", small_windowset, seeds)
+    margin = _run("persistence_margin", small_windowset, seeds)
     # The margin is tuned on the validation split; on test it should still help here.
     assert (margin["cost"].to_numpy() < persistence["cost"].to_numpy()).all()
     assert (margin["knob"] > 0).all()
 
 
-def test_run_method_rejects_unknown_methods(small_windowset):
-    with pytest.raises(ValueError, match="nope"):
-        compare.run_method("nope", l2n.Config(), small_windowset, asymmetric_cost, (0,))
+def test_unknown_methods_are_refused_naming_the_known_ones(small_windowset):
+    with pytest.raises(ValueError, match="unknown method 'nope'; known: loss2net"):
+        _run("nope", small_windowset, (0,))
 
 
 def test_summary_table_has_one_row_per_site_and_method_with_ratios():

@@ -151,7 +151,7 @@ def test_a_nan_mid_run_keeps_the_last_good_checkpoint(resume_config, windowset,
         l2n.fit(resume_config, windowset.train, metric, seeds=(0,), checkpoint=path)
     fingerprint = fit_lib._fingerprint(
         resume_config, (0,), "loss2net", Shapes.of(windowset.train),
-        l2n.data.Split(fit_lib._as_windows(windowset.train, "train")), None,
+        l2n.data.Split(l2n.sites.as_windows(windowset.train, "train")), None,
     )
     template = _state_template(resume_config, windowset)
     restored = ckpt_lib.restore(path, template, fingerprint)

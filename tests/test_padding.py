@@ -57,8 +57,7 @@ def test_padding_is_never_read(uneven, monkeypatch):
         return l2n.Windows(*(np.concatenate([x, np.full((extra, *x.shape[1:]), np.nan,
                                                         np.float32)]) for x in w))
 
-    # (``l2n_jax.fit`` the attribute is the function; the module is imported by name.)
-    monkeypatch.setattr(importlib.import_module("l2n_jax.fit"), "_pad_to", pad_with_nan)
+    monkeypatch.setattr(importlib.import_module("l2n_jax.sites"), "pad_to", pad_with_nan)
     nans = _fit(config, uneven)  # NaN rows would freeze the run (NonFiniteError)
     for site in uneven:
         chex.assert_trees_all_equal(nans[site].params, zeros[site].params)

@@ -1,14 +1,12 @@
 """The ``power`` use case: its recursive outage metric, its site data, a tiny fit on
-real PJM load, and the site batching behind ``run_method``."""
-
-import functools
+real PJM load, and a method training every site in one program."""
 
 import jax
 import numpy as np
 import pytest
 
 import l2n_jax as l2n
-from l2n_jax import compare
+from l2n_jax import methods
 from l2n_jax.metrics import batch_metric
 from usecases import REGISTRY, power
 
@@ -43,7 +41,7 @@ def test_metric_rejects_bad_parameters():
 def test_sites_are_every_region_on_a_common_length():
     assert power.SITES[0] == "PJME" and set(power.SITES) == set(power.pjm.REGIONS)
     a, b = power.load("PJME", 3000), power.load("PJM_Load", 3000)
-    assert a is power.load("PJME", 3000)  # cached: run_method recognises it
+    assert a is power.load("PJME", 3000)  # cached
     assert [x.shape for x in a.train] == [x.shape for x in b.train]
     assert a.train.inputs.shape[1:] == (1, power.LOOKBACK, 1)
     assert REGISTRY["power"].sites == power.SITES
@@ -73,32 +71,23 @@ def test_tiny_power_fit_learns_a_cost_that_grows_with_the_outage_count(pjme):
     assert learned[5] > learned[0] + 0.5
 
 
-def _tiny_sets(hours=1500):
-    return functools.lru_cache(maxsize=None)(lambda site: power.load(site, hours))
-
-
-def test_run_method_trains_the_sites_once_and_serves_each(monkeypatch):
-    load = _tiny_sets()
-    options = power.options()._replace(sites=("PJME", "DUQ"), load=load)
+def test_a_method_trains_every_site_of_its_task_in_one_program(monkeypatch):
+    sets = {s: power.load(s, 1500) for s in ("PJME", "DUQ")}
     metric = power.make_metric()
     config = tiny_config(epochs=2, pretrain_epochs=1, batch_size=32)
     calls = []
-    real = compare.fit_fixed_loss_sites
+    real = methods.fit_fixed_loss_sites
 
     def counting(*args, **kwargs):
         calls.append(tuple(args[1]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(compare, "fit_fixed_loss_sites", counting)
-    rows = {s: compare.run_method("mse_margin", config, load(s), metric, (0, 1),
-                                  options, label=f"power/{s}") for s in options.sites}
+    monkeypatch.setattr(methods, "fit_fixed_loss_sites", counting)
+    task = methods.Task(config, sets, metric, (0, 1), power.options(), label="power",
+                        cache=methods.FitCache())
+    margin = methods.run("mse_margin", task).rows
+    plain = methods.run("mse", task).rows  # the same MSE training, from the cache
     assert calls == [("PJME", "DUQ")]
-    direct = compare.run_sites("mse_margin", config, {s: load(s) for s in options.sites},
-                               metric, (0, 1), options)
-    for s, df in rows.items():
-        assert list(df["seed"]) == [0, 1] and "site" not in df
-        np.testing.assert_array_equal(df["cost"], direct.loc[direct.site == s, "cost"])
-    # A WindowSet that is not one of the sites runs on its own.
-    alone = compare.run_method("persistence_margin", config, power.load("PJME", 1200),
-                               metric, (0,), options)
-    assert len(alone) == 1 and np.isfinite(alone["cost"]).all()
+    assert list(margin["site"]) == ["PJME", "PJME", "DUQ", "DUQ"]
+    np.testing.assert_array_equal(plain["forecast_rmse"], margin["forecast_rmse"])
+    assert np.isfinite(margin["cost"]).all() and margin["knob"].notna().all()

@@ -1,7 +1,6 @@
 """Transfer (frozen / fine-tuned shaper) and noise-sensitivity code paths, tiny budget."""
 
 import dataclasses
-import importlib
 
 import chex
 import jax
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 
 import l2n_jax as l2n
-from l2n_jax import compare, studies
+from l2n_jax import methods, studies
 from l2n_jax.train import Shapes, make_program
 
 from conftest import asymmetric_cost, make_series, tiny_config
@@ -101,8 +100,8 @@ def test_noise_settings_reach_the_training(sites):
     """The noise each setting actually used in training, read from the history."""
     config = tiny_config()
     for name, std, changes in studies.noise_settings(n_fixed=1, low=0.05, high=0.05):
-        r = compare._fit_many(config.replace(**changes), {"a": sites["a"]}, (0,), name,
-                              None, metric=asymmetric_cost)["a"]
+        r = methods.train_sites(config.replace(**changes), {"a": sites["a"]}, (0,), name,
+                                None, metric=asymmetric_cost)["a"]
         used = r.history["noise_std"].to_numpy()
         if name == "none":
             assert (used == 0).all()

@@ -1,6 +1,5 @@
 """The training program: pure, deterministic, vmappable, compiled once."""
 
-import functools
 
 import chex
 import jax

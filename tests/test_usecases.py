@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import l2n_jax as l2n
-from l2n_jax.compare import METHODS, Options
+from l2n_jax import methods
+from l2n_jax.methods import Options
 from l2n_jax.metrics import batch_metric
 from usecases import REGISTRY, netalloc, toy
 
@@ -22,8 +23,7 @@ def test_registry_names_match_use_case_names():
     for name, uc in REGISTRY.items():
         assert uc.name == name
         assert len(uc.sites) >= 1
-        if uc.run_method is None:  # use cases with their own runner list their own
-            assert set(uc.methods) <= set(METHODS)
+        assert set(uc.methods) <= set(methods.names(name))
         assert isinstance(uc.options(), Options)
         assert isinstance(uc.get_config(quick=True), l2n.Config)
         assert isinstance(uc.get_config(), l2n.Config)

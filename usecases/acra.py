@@ -31,20 +31,18 @@ Methods:
 """
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from absl import logging
 
-from l2n_jax import losses
-from l2n_jax.compare import Options, checkpoint_path, fit_fixed
+from l2n_jax import losses, methods
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
-from l2n_jax.fit import fit, score
-from usecases import UseCase, acra_emulator as emu, pjm, quick_config
+from l2n_jax.methods import Options, Outcome, Task
+from usecases import acra_emulator as emu, pjm
+from usecases.base import UseCase, quick_config
 
 SITES = ("S2", "S4", "S6", "S8", "S10")
 # Every S uses the common span of all 10 client regions, so rows for different S
@@ -93,21 +91,19 @@ def get_config(quick: bool = False) -> Config:
     )
 
 
+def _columns(rows: pd.DataFrame, decisions, ws: WindowSet) -> dict:
+    """acra's extra row columns: the profit (= -cost) and the mean number of
+    admitted clients per hour, per seed."""
+    accepted = emu.accepted(np.asarray(decisions, np.float32))
+    return {"profit": -rows["cost"], "accepted": np.asarray(accepted).mean(axis=1)}
+
+
 def options() -> Options:
-    return Options()
+    return Options(columns=_columns)
 
 
 def _params(ws: WindowSet) -> emu.EmulatorParams:
     return emu.emulator_params(ws.train.targets.shape[1])
-
-
-def _rows(decisions, ws, metric, seeds, method, knob=None):
-    decisions = np.asarray(decisions, np.float32)
-    df = score(decisions, ws.test, metric, seeds, method)
-    df["profit"] = -df["cost"]
-    df["accepted"] = np.asarray(emu.accepted(decisions)).mean(axis=1)
-    df["knob"] = np.nan if knob is None else np.asarray(knob, np.float64)
-    return df
 
 
 def _knapsack(forecasts, ws, margin, solver="exact"):
@@ -134,41 +130,49 @@ def tune_margin(valid_forecasts, ws, metric, margins=MARGINS) -> np.ndarray:
     return np.asarray(best)
 
 
-def run_method(method, config, ws, metric, seeds, options=None, label="",
-               checkpoint_dir=None) -> pd.DataFrame:
-    """Trains/tunes one acra method; one row per seed (test cost = -profit)."""
-    t0 = time.perf_counter()
-    seeds = tuple(seeds)
-    tag = f"{label}/{method}" if label else method
+def knapsack_method(solver: str = "exact", tune: bool = False):
+    """MSE forecasts (one forecaster per S and budget, shared through the task's
+    cache) + admission by the knapsack of equation (4); with ``tune``, a head-room
+    margin per seed tuned on validation."""
 
-    if method in ("loss2net", "bm_split"):
-        cfg = config.replace(split_irs=method == "bm_split")
-        result = fit(cfg, ws.train, metric, seeds=seeds, valid=ws.valid, label=tag,
-                     checkpoint=checkpoint_path(checkpoint_dir, method))
-        df = _rows(result.predict(ws.test.inputs), ws, metric, seeds, method)
-    elif method in ("knapsack", "knapsack_margin", "greedy"):
-        # The three knapsack methods share one MSE forecaster per S and budget.
-        (result,) = fit_fixed(config, {"acra": ws}, losses.mse, seeds, tag,
-                              checkpoint_dir).values()
-        test_fc = result.predict(ws.test.inputs)
-        margin = np.ones(len(seeds))
-        if method == "knapsack_margin":
-            margin = tune_margin(result.predict(ws.valid.inputs), ws, metric)
-        solver = "greedy" if method == "greedy" else "exact"
-        decisions = _knapsack(test_fc, ws, margin, solver)
-        df = _rows(decisions, ws, metric, seeds, method,
-                   knob=margin if method == "knapsack_margin" else None)
-    elif method == "oracle":
+    def method(task: Task):
+        out = {}
+        mse = methods.fixed_fits(task, losses.mse, task.label)
+        for site, ws in task.sites.items():
+            forecast = methods.from_fit(mse[site], ws).decide
+            margin = (tune_margin(forecast("valid"), ws, task.metric) if tune
+                      else np.ones(len(task.seeds)))
+            decide = functools.lru_cache(maxsize=None)(
+                lambda split, f=forecast, m=margin: _knapsack(f(split), ws, m, solver))
+            out[site] = Outcome(decide, forecast, margin if tune else None, mse[site])
+        return out
+
+    return method
+
+
+def oracle(task: Task):
+    """The exact knapsack on the TRUE demands (knows the future, not the QoE)."""
+    out = {}
+    for site, ws in task.sites.items():
         p = _params(ws)
-        d = emu.oracle_decision(np.asarray(ws.test.obs), p.capacity, p.prices)
-        df = _rows(np.broadcast_to(d[None], (len(seeds), *d.shape)), ws, metric, seeds,
-                   method)
-    else:
-        raise ValueError(f"acra: unknown method {method!r}; known: {METHODS}")
-    df["train_s"] = time.perf_counter() - t0
-    logging.info("[%s] profit %.5f +- %.5f, accepted %.2f", tag, df["profit"].mean(),
-                 df["profit"].std(), df["accepted"].mean())
-    return df
+
+        def decide(split, ws=ws, p=p):
+            d = emu.oracle_decision(np.asarray(getattr(ws, split).obs), p.capacity,
+                                    p.prices)
+            return np.broadcast_to(d[None], (len(task.seeds), *d.shape))
+
+        out[site] = Outcome(decide, decide)
+    return out
+
+
+methods.register("knapsack", knapsack_method(), usecases=("acra",),
+                 doc="MSE forecasts + exact 0/1 knapsack admission (eq. 4)")
+methods.register("knapsack_margin", knapsack_method(tune=True), usecases=("acra",),
+                 doc="the knapsack with a head-room margin tuned on validation")
+methods.register("greedy", knapsack_method("greedy"), usecases=("acra",),
+                 doc="MSE forecasts + admission by revenue density")
+methods.register("oracle", oracle, usecases=("acra",),
+                 doc="the exact knapsack on the true demands")
 
 
 def summary_table(df: pd.DataFrame) -> str:
@@ -205,7 +209,6 @@ USECASE = UseCase(
     get_config=get_config,
     methods=METHODS,
     options=options,
-    run_method=run_method,
     default_sites=("S4",),
     summary=summary_table,
 )

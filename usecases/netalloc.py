@@ -19,10 +19,10 @@ import pathlib
 import jax.numpy as jnp
 import pandas as pd
 
-from l2n_jax.compare import Options
+from l2n_jax.methods import Options
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
-from usecases import UseCase, quick_config
+from usecases.base import UseCase, quick_config
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data" / "internet_traffic_5min"
 FILES = {

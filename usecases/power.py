@@ -20,7 +20,7 @@ Data: ``usecases/pjm.py`` (cleaned PJM hourly load, DST gaps interpolated, dupli
 hours averaged). Every region is a site. Regions have different spans (PJM_Load ends
 in 2001, NI in 2010, EKPC starts in 2013), so every site uses the LAST ``HOURS``
 hours of its own series, the same number for all, and all sites x seeds train in one
-vmapped program (``compare.Options.batch_sites``). Split 70/10/20 in time order.
+vmapped program (``UseCase.batch_sites``). Split 70/10/20 in time order.
 """
 
 import functools
@@ -29,11 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from l2n_jax.compare import Options, summary_table
+from l2n_jax.compare import summary_table
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
+from l2n_jax.methods import Options
 from l2n_jax.metrics import StatefulMetric
-from usecases import UseCase, pjm, quick_config
+from usecases import pjm
+from usecases.base import UseCase, quick_config
 
 SITES = pjm.REGIONS  # PJME (the paper's region) first
 LOOKBACK = 24  # one day of hourly load
@@ -104,11 +106,7 @@ def _windows(site: str, hours: int) -> WindowSet:
 
 
 def load(site: str, hours: int = HOURS) -> WindowSet:
-    """Scaled windows of the last ``hours`` hours of region ``site`` (lookback 24).
-
-    Cached: the same (site, hours) gives the same object, which is how
-    ``compare.run_method`` recognises a site of a batched run.
-    """
+    """Scaled windows of the last ``hours`` hours of region ``site`` (lookback 24)."""
     return _windows(site, hours)
 
 
@@ -130,13 +128,9 @@ def get_config(quick: bool = False) -> Config:
     )
 
 
-def options(beta: float = BETA, gamma: float = GAMMA, hours: int = HOURS) -> Options:
-    """alpha-OMC with alpha = beta / gamma (it cannot see the recursion); every
-    site's windows of ``hours`` hours, batched in one program."""
-    return Options(
-        alpha=beta / gamma, taus=(0.7, 0.9, 0.95, 0.99), segments=SEGMENTS,
-        sites=SITES, load=functools.partial(load, hours=hours),
-    )
+def options(beta: float = BETA, gamma: float = GAMMA) -> Options:
+    """alpha-OMC with alpha = beta / gamma (it cannot see the recursion)."""
+    return Options(alpha=beta / gamma, taus=(0.7, 0.9, 0.95, 0.99), segments=SEGMENTS)
 
 
 def _stats(df: pd.DataFrame) -> pd.DataFrame:
@@ -206,4 +200,5 @@ USECASE = UseCase(
     ),
     options=options,
     summary=summary,
+    batch_sites=True,
 )

@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from l2n_jax.compare import Options
+from l2n_jax.methods import Options
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
-from usecases import UseCase, quick_config
+from usecases.base import UseCase, quick_config
 
 SITES = {"n2": 2, "n4": 4, "n6": 6, "n12": 12}
 LENGTH = 16000  # long enough that the MLP forecasters beat persistence
