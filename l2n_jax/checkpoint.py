@@ -1,8 +1,8 @@
 """Checkpoints of a training run, for exact resume after an interruption.
 
-``fit``/``fit_fixed_loss`` write one file per run (all seeds) at the end of every
-chunk of ``config.log_every`` epochs, and when started again on the same path they
-continue from the last chunk written. Because every PRNG key is ``fold_in``-derived
+``fit``/``fit_fixed_loss`` write one file per run (all seeds) every
+``config.checkpoint_every`` epochs (default: with every progress line), and when
+started again on the same path they continue from the last one written. Because every PRNG key is ``fold_in``-derived
 from the run key and the epoch/step counters, a resumed run is bitwise the same as an
 uninterrupted one (tested on CPU).
 

@@ -74,9 +74,10 @@ _BATCH = flags.DEFINE_integer(
 )
 _CHECKPOINT_EVERY = flags.DEFINE_integer(
     "checkpoint_every", None,
-    "Write a checkpoint (and a progress line) every N epochs. Default per use case: "
-    + _per_usecase(lambda uc: uc.get_config().log_every) + " (--quick: 1).",
-    lower_bound=1,
+    "Write a checkpoint every N epochs (Config.checkpoint_every). Default: with every "
+    "progress line, i.e. every Config.log_every epochs, per use case: "
+    + _per_usecase(lambda uc: uc.get_config().log_every) + " (--quick: 1; "
+    "--set=log_every=N changes it).", lower_bound=1,
 )
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False,
@@ -174,7 +175,7 @@ def _config(uc):
     if _BATCH.value is not None:
         overrides["batch_size"] = _BATCH.value
     if _CHECKPOINT_EVERY.value is not None:
-        overrides["log_every"] = _CHECKPOINT_EVERY.value
+        overrides["checkpoint_every"] = _CHECKPOINT_EVERY.value
     overrides.update(_parse_field(config, text) for text in _SET.value)
     try:
         return config.replace(**overrides)
@@ -283,7 +284,7 @@ def _prepare_workdir(workdir, run_info, overwrite):
         raise app.UsageError(f"--workdir={workdir}: config.json is unreadable ({e}); "
                              "pass --overwrite or another --workdir") from None
     # Chunk length does not change results, so a resume may use another one.
-    ignore = {"log_every"}
+    ignore = {"log_every", "checkpoint_every"}
     diff = [k for k in ("usecase", "metric_params", "seeds") if old.get(k) != run_info[k]]
     old_cfg = old.get("config", {})
     diff += [f"config.{k}" for k, v in run_info["config"].items()

@@ -68,7 +68,9 @@ class Config:
         learned elsewhere: the paper's transfer, appendix D.3).
       select_best: keep the parameters of the epoch with the lowest true metric on
         the validation split (needs ``valid``). Added measure.
-      log_every: epochs between progress lines (one host sync per chunk).
+      log_every: epochs between progress lines (one host sync per chunk of epochs).
+      checkpoint_every: epochs between checkpoints of a run given a checkpoint path;
+        0 = with every progress line. Neither changes results.
       seed_batching: how one program trains several seeds: 'vmap' (batched, the
         default; on GPU/TPU and across devices) or 'map' (``lax.map``: one seed
         after another in the same compiled loop, each bitwise as it trains alone;
@@ -107,6 +109,7 @@ class Config:
     split_irs: bool = False
     freeze_shaper: bool = False
     log_every: int = 10
+    checkpoint_every: int = 0
     seed_batching: str = "vmap"
 
     def __post_init__(self):
@@ -186,7 +189,7 @@ def validate(config: Config) -> None:
     """Raises ValueError naming the first invalid field of ``config``."""
     for name in ("epochs", "batch_size", "lr_cycles", "log_every"):
         _positive_int(config, name)
-    for name in ("pretrain_epochs", "shaper_warmup_epochs", "replay_size"):
+    for name in ("pretrain_epochs", "shaper_warmup_epochs", "replay_size", "checkpoint_every"):
         _positive_int(config, name, allow_zero=True)
     for name in ("predictor_lstm", "ir_mlp", "shaper_hidden"):
         _layers(config, name)

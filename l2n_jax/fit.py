@@ -66,7 +66,8 @@ def _fingerprint(config, seeds, method, shapes, train: Split, valid: Split | Non
                  **extra) -> dict:
     """What must match for a checkpoint to be resumed (chunking does not matter)."""
     cfg = config.to_dict()
-    cfg.pop("log_every", None)
+    for name in ("log_every", "checkpoint_every"):  # chunking does not change results
+        cfg.pop(name, None)
     arrays = list(train.windows) + (list(valid.windows) if valid is not None else [])
     # v_dim is listed only when set, so stateless fingerprints are unchanged.
     dims = list(shapes[1:4]) + ([shapes.v_dim] if shapes.v_dim else [])
@@ -155,8 +156,8 @@ def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
                       fingerprint)
 
     done = loop.train_in_chunks(
-        chunk, (keys, train, valid), done, epoch, program.n_epochs, config.log_every,
-        program.steps_per_epoch, tag,
+        chunk, (keys, train, valid), done, epoch, program.n_epochs,
+        program.steps_per_epoch, tag, config.log_every, config.checkpoint_every,
         check=lambda state: _raise_if_nonfinite(state, seeds, tag, checkpoint, sites),
         save=save if checkpoint is not None else None,
     )
@@ -282,8 +283,8 @@ def fit(config: Config, train: Windows, metric, *, seeds: Sequence[int] = (0,),
       valid: validation windows; with ``config.select_best`` the epoch of lowest true
         validation cost is kept.
       label: prefix of progress lines.
-      checkpoint: a file path; the run state is written there after every chunk of
-        ``config.log_every`` epochs, and a run started on an existing checkpoint
+      checkpoint: a file path; the run state is written there every
+        ``config.checkpoint_every`` epochs, and a run started on an existing checkpoint
         resumes from it (bitwise the same result as an uninterrupted run). A
         checkpoint written by a different config, seeds or data raises ValueError.
       segments: StatefulMetric only: each batch is this many contiguous time

@@ -1,9 +1,11 @@
-"""The host loop of a training run, and nothing else: chunks of epochs, each compiled
-once per chunk length, a progress line, a finite check and a checkpoint after each.
+"""The host loop of a training run, and nothing else: chunks of epochs (each compiled
+once per chunk length), a finite check after each, a progress line every
+``log_every`` epochs and a checkpoint every ``checkpoint_every``.
 
-One host sync per chunk, never per step. A chunk that produced a non-finite value is
-reported (``check`` raises) before it is saved, so the checkpoint on disk stays the
-last good one.
+Chunks end wherever a progress line or a checkpoint is due: one host sync per
+chunk, never per step. A chunk that produced a non-finite value is reported
+(``check`` raises) before it is saved, so the checkpoint on disk stays the last
+good one.
 """
 
 import time
@@ -37,19 +39,25 @@ def _progress_line(tag, epoch, n_epochs, steps_per_epoch, rate, history) -> str:
             f"steps/s {rate:.1f} ETA {eta:.0f}s {' '.join(parts)}")
 
 
+def _next_stop(epoch: int, n_epochs: int, every: tuple[int, ...]) -> int:
+    """The first epoch after ``epoch`` where one of ``every`` is due (or the end)."""
+    return min([n_epochs] + [(epoch // e + 1) * e for e in every if e > 0])
+
+
 def train_in_chunks(
     chunk: Callable[[int], Callable],
     args: tuple,
     done: Chunks,
     epoch: int,
     n_epochs: int,
-    every: int,
     steps_per_epoch: int,
     tag: str,
+    log_every: int,
+    checkpoint_every: int = 0,
     check: Callable[[Any], None] = lambda state: None,
     save: Callable[[Chunks, int], None] | None = None,
 ) -> Chunks:
-    """Runs epochs ``epoch .. n_epochs - 1`` in chunks of ``every``.
+    """Runs epochs ``epoch .. n_epochs - 1``.
 
     Args:
       chunk: ``chunk(n) -> jitted fn(state, *args, first_epoch) -> (state,
@@ -57,12 +65,17 @@ def train_in_chunks(
       args: the data arguments of the chunk function (keys, train, valid).
       done: the state and history so far (a fresh start or a checkpoint).
       epoch: epochs of the main phase already done.
+      log_every: epochs between progress lines (and at the end).
+      checkpoint_every: epochs between ``save`` calls (and at the end); 0: with
+        every progress line.
       check: raises if the state holds a non-finite run.
-      save: ``save(chunks, epoch)`` after each good chunk (a checkpoint).
+      save: ``save(chunks, epoch)`` writes a checkpoint.
     """
     compiled: dict[int, Any] = {}
+    checkpoint_every = checkpoint_every or log_every
+    stops = (log_every, checkpoint_every if save is not None else 0)
     while epoch < n_epochs:
-        n = min(every, n_epochs - epoch)
+        n = _next_stop(epoch, n_epochs, stops) - epoch
         first = jnp.asarray(epoch, jnp.int32)
         t0 = time.perf_counter()
         if n not in compiled:
@@ -76,9 +89,11 @@ def train_in_chunks(
                       done.compile_s, done.run_s + time.perf_counter() - t0,
                       done.steps + n * steps_per_epoch)
         epoch += n
-        if save is not None:
+        last = epoch == n_epochs
+        if save is not None and (last or epoch % checkpoint_every == 0):
             save(done, epoch)
-        rate = done.steps / done.run_s if done.run_s > 0 else float("nan")
-        logging.info("%s", _progress_line(tag, epoch, n_epochs, steps_per_epoch, rate,
-                                          history))
+        if last or epoch % log_every == 0:
+            rate = done.steps / done.run_s if done.run_s > 0 else float("nan")
+            logging.info("%s", _progress_line(tag, epoch, n_epochs, steps_per_epoch, rate,
+                                              history))
     return done

@@ -11,12 +11,12 @@ module object lives in the training state.
   paper's stacked LSTM, written out by hand for speed (``lstm_layer``: input
   projections hoisted out of the time loop, fused gates, a hand-written backward
   pass). Each IR emits a feature vector and its own one-step forecast of its series
-  (last value + a learned change, the target of IR pre-training); the assembler sees
-  all features and forecasts plus the exploration noise ``eps`` (paper 3.3) and
-  emits the ``m`` decisions. With ``Config.forecast_skip`` (a deviation from the
-  paper, see BUILD_NOTES.md) IRs forecast last value + a learned change and the
-  assembler has a linear path from the forecasts, initialised so the untrained
-  predictor is persistence.
+  (the target of IR pre-training): a linear head on the features (paper), or, with
+  ``Config.forecast_skip`` (a deviation, see BUILD_NOTES.md), the last value plus a
+  learned change. The assembler sees all features and forecasts plus the
+  exploration noise ``eps`` (paper 3.3) and emits the ``m`` decisions; with
+  ``forecast_skip`` it also has a linear path from the forecasts, initialised so
+  that the untrained predictor is persistence.
 * Loss shaper = a SIREN MLP ``sin(omega0 (W h + b))`` with omega0 = 30 in the first
   layer and 1 after (Sitzmann et al. 2020 initialisation), or a ReLU MLP for the
   ablation; scalar linear output. The sine is ``fastmath.sin`` by default: XLA's CPU
@@ -324,6 +324,12 @@ class _Shaper(nn.Module):
         for width in self.hidden:
             h = nn.relu(nn.Dense(width)(h))
         return nn.Dense(1)(h)[:, 0]
+
+
+def predict(predictor: Network, params, inputs, decision_dim: int):
+    """The predictor's decisions with eps = 0: inputs [B, S, L, F] -> [B, m]."""
+    eps = jnp.zeros((inputs.shape[0], decision_dim), jnp.float32)
+    return predictor.apply(params, inputs, eps)[0]
 
 
 def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_dim: int):

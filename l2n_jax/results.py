@@ -19,7 +19,7 @@ from l2n_jax.config import Config
 from l2n_jax.data import Windows
 from l2n_jax.metrics import batch_metric
 from l2n_jax.sites import as_windows
-from l2n_jax.train import Shapes, predict
+from l2n_jax.train import Shapes
 
 _FORMAT_VERSION = 1
 
@@ -67,7 +67,7 @@ class FitResult:
         predictor = self.networks["predictor"]
         inputs = jnp.asarray(inputs, jnp.float32)
         m = self.shapes.decision_dim
-        fn = jax.jit(jax.vmap(lambda p: predict(predictor, p, inputs, m)))
+        fn = jax.jit(jax.vmap(lambda p: nets.predict(predictor, p, inputs, m)))
         return np.asarray(fn(self.params["predictor"]))
 
     def shaper(self, decision, obs, v=None) -> np.ndarray:

@@ -60,12 +60,6 @@ class Shapes(NamedTuple):
         )
 
 
-def predict(predictor, params, inputs, decision_dim):
-    """Decisions with eps = 0: [B, ...] -> [B, m]."""
-    eps = jnp.zeros((inputs.shape[0], decision_dim), jnp.float32)
-    return predictor.apply(params, inputs, eps)[0]
-
-
 def _valid_mean(valid: Split, values):
     """Mean over the live rows of the validation split."""
     if not valid.padded:
@@ -174,7 +168,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
         return engine.skip_nonfinite(functools.partial(steps.loss2net_step, parts))
 
     def validate(params, valid: Split):
-        pred = predict(predictor, params["predictor"], valid.windows.inputs, m)
+        pred = nets.predict(predictor, params["predictor"], valid.windows.inputs, m)
         cost_value = _valid_mean(valid, metric_b(pred, valid.windows.obs))
         return cost_value, {"valid_cost": cost_value}
 
@@ -222,7 +216,7 @@ def fixed_loss_trainer(config: Config, shapes: Shapes, loss: Callable, metric=No
         live = batching.for_split(config.batch_size, train).live_steps
         lr = schedules.learning_rate(config, config.epochs * live)
         parts = steps.FixedLossParts(
-            predict=lambda p, x: predict(predictor, p, x, m),
+            predict=lambda p, x: nets.predict(predictor, p, x, m),
             loss=loss_b, lr=lr, tx=variants.predictor_optimizer(lr),
             train_cost=train_cost,
         )
@@ -230,7 +224,7 @@ def fixed_loss_trainer(config: Config, shapes: Shapes, loss: Callable, metric=No
         return functools.partial(steps.fixed_loss_step, parts)
 
     def validate(params, valid: Split):
-        pred = predict(predictor, params["predictor"], valid.windows.inputs, m)
+        pred = nets.predict(predictor, params["predictor"], valid.windows.inputs, m)
         logged = {}
         if metric_b is not None:
             logged["valid_cost"] = _valid_mean(valid, metric_b(pred, valid.windows.obs))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import l2n_jax as l2n
-from l2n_jax.train import Shapes, make_program, predict
+from l2n_jax.nets import predict
+from l2n_jax.train import Shapes, make_program
 
 from conftest import asymmetric_cost, asymmetric_cost_np, tiny_config
 

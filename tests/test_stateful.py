@@ -130,7 +130,7 @@ def test_train_step_costs_equal_the_python_loop_across_two_steps(windows):
         idx = np.array([[40 * s + 4 * i + t for t in range(4)] for s in range(2)])
         # A batch holds the segments one after another.
         batch = flat = train.take(idx.reshape(-1))
-        d = np.asarray(l2n.train.predict(program.predictor, state.params["predictor"],
+        d = np.asarray(l2n.nets.predict(program.predictor, state.params["predictor"],
                                          flat.inputs, 1)).reshape(2, 4, 1)
         o = np.asarray(flat.obs).reshape(2, 4, 1)
         want = []
