@@ -29,7 +29,9 @@ _VARIANTS = flags.DEFINE_list("variants", None, "Subset of variants (default all
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Override epochs (quick runs).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/ablation", "Output path stem.")
 _FROM_CSV = flags.DEFINE_bool(
-    "from_csv", False, "Only re-tabulate <out>.csv into <out>.md (no training)."
+    "from_csv", False,
+    "Only re-flag <out>.csv (collapsed/diverged) and re-tabulate it into <out>.md "
+    "(no training).",
 )
 
 
@@ -70,6 +72,7 @@ def main(argv):
     out = pathlib.Path(_OUT.value)
     if _FROM_CSV.value:
         df = flag_failures(pd.read_csv(out.with_suffix(".csv")))
+        df.to_csv(out.with_suffix(".csv"), index=False)
         header = out.with_suffix(".md").read_text().split("\n\n", 1)[0]
         out.with_suffix(".md").write_text(header + "\n\n" + markdown(df))
         print(markdown(df))

@@ -220,7 +220,7 @@ CLI_RUNS = {
 def run_cli(out: pathlib.Path):
     for name, args in CLI_RUNS.items():
         workdir = out / f"cli_{name}"
-        cmd = [sys.executable, "-c", "import sys; from l2n_jax.cli import run; sys.exit(run())",
+        cmd = [sys.executable, "-c", "import sys; from l2n_jax.cli import main; sys.exit(main())",
                *args, "--quick", "--seeds=2", f"--workdir={workdir}", "--overwrite"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:

@@ -120,7 +120,7 @@ def _library_cases(tmp):
 
 
 def _cli(args, cwd):
-    command = [sys.executable, "-c", "import sys; from l2n_jax.cli import run; sys.exit(run())"]
+    command = [sys.executable, "-c", "import sys; from l2n_jax.cli import main; sys.exit(main())"]
     proc = subprocess.run(command + args, cwd=cwd, capture_output=True, text=True,
                           env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=600)
     lines = [l for l in proc.stderr.splitlines() if l.startswith("l2n_train")]

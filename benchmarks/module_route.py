@@ -48,7 +48,7 @@ def trace(argv):
     sys.argv = ["l2n_train", *argv]
     sys.setprofile(profile)
     try:
-        cli.run()
+        cli.main()
     except SystemExit as e:
         if e.code not in (0, None):
             raise

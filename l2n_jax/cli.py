@@ -143,7 +143,7 @@ def _parse_field(config, text):
     return name, value
 
 
-def main(argv):
+def _app_main(argv):
     """Runs the CLI; a usage error is one line on stderr and exit status 1."""
     try:
         _main(argv)
@@ -319,8 +319,8 @@ def _write(workdir, frames, uc):
 _HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 
 
-def run():
-    """Console-script entry point."""
+def main():
+    """Console-script entry point (``l2n_train``)."""
     # --help lists the main module's key flags; under a console script the main
     # module is the wrapper, so register this module's flags for it.
     for flag in flags.FLAGS.get_flags_for_module(__name__):
@@ -328,7 +328,7 @@ def run():
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
     try:
-        app.run(main)
+        app.run(_app_main)
     except SystemExit as e:
         # absl exits with status 1 after printing --help; asking for help is not
         # an error (scripts run `l2n_train --help`).
@@ -338,4 +338,4 @@ def run():
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main())

@@ -135,7 +135,7 @@ class Outcome(NamedTuple):
 class Method(NamedTuple):
     """A registry entry."""
 
-    run: Callable[[Task], dict[str, Outcome]]
+    fn: Callable[[Task], dict[str, Outcome]]  # method(task) -> {site: Outcome}
     doc: str = ""
     usecases: tuple[str, ...] | None = None  # None: every use case
 
@@ -338,7 +338,7 @@ def run(name: str, task: Task, usecase: str | None = None) -> Run:
     task = task._replace(seeds=tuple(task.seeds),
                          label=f"{task.label}/{name}" if task.label else name)
     t0 = time.perf_counter()
-    outcomes = method.run(task)
+    outcomes = method.fn(task)
     df = rows(task, outcomes, name)
     df["train_s"] = time.perf_counter() - t0
     for s, block in df.groupby("site", sort=False):

@@ -12,8 +12,8 @@ loss shaper only regresses on its values.
   ``step(state, decision, obs) -> (cost, v, new_state)``. ``batch_metric`` runs it as
   a ``lax.scan`` over the rows of a batch taken as consecutive time steps from
   ``init()``.
-* ``CostModel`` is how a training step sees either kind: ``run(state, decisions,
-  obs) -> (costs, v, state)`` over a batch. A plain metric is lifted to an empty
+* ``CostModel`` is how a training step sees either kind: ``report(state,
+  decisions, obs) -> (costs, v, state)`` over a batch. A plain metric is lifted to an empty
   state and a ``v`` of width 0, so one step serves both (``cost_model``).
 """
 
@@ -228,12 +228,13 @@ class CostModel(NamedTuple):
 
     Attributes:
       init: ``() -> state`` at a sequence start (``()`` for a plain metric).
-      run: ``(state, decisions [B, m], obs [B, k]) -> (costs [B], v [B, j], state)``.
+      report: ``(state, decisions [B, m], obs [B, k]) -> (costs [B], v [B, j],
+        state)``: what the system reports after the decisions.
       v_dim: ``j``, what the system reveals besides ``obs`` (0 for a plain metric).
     """
 
     init: Callable[[], Any]
-    run: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array, Any]]
+    report: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array, Any]]
     v_dim: int
 
     def summary(self, v) -> dict:
@@ -254,17 +255,17 @@ def cost_model(metric, v_dim: int = 0, lanes: int = 1) -> CostModel:
     if not isinstance(metric, StatefulMetric):
         per_sample = jax.vmap(metric)
 
-        def run_plain(state, decisions, obs):
+        def report_plain(state, decisions, obs):
             return per_sample(decisions, obs), jnp.zeros((decisions.shape[0], 0)), state
 
-        return CostModel(lambda: (), run_plain, 0)
+        return CostModel(lambda: (), report_plain, 0)
 
     def init():
         return jax.tree.map(
             lambda x: jnp.broadcast_to(jnp.asarray(x), (lanes, *jnp.shape(x))), metric.init()
         )
 
-    def run(state, decisions, obs):
+    def report(state, decisions, obs):
         def lane(x):
             return x.reshape(lanes, -1, x.shape[-1])
 
@@ -273,4 +274,4 @@ def cost_model(metric, v_dim: int = 0, lanes: int = 1) -> CostModel:
         )
         return costs.reshape(-1), v.reshape(-1, v_dim), state
 
-    return CostModel(init, run, v_dim)
+    return CostModel(init, report, v_dim)

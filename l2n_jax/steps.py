@@ -20,7 +20,7 @@ class Loss2NetParts(NamedTuple):
     """What ``loss2net_step`` is made of (``l2n_jax.train.loss2net_trainer``)."""
 
     predict: Callable  # (params, inputs, eps) -> decisions [B, m]
-    cost: CostModel  # the system: (state, decisions, obs) -> (costs, v, state)
+    cost: CostModel  # the system: report(state, decisions, obs) -> (costs, v, state)
     noise: Callable  # step -> exploration noise std
     lr: Callable  # step -> the predictor's learning rate (logged)
     memory: Memory  # what the shaper fits besides this batch
@@ -40,7 +40,7 @@ def loss2net_step(parts: Loss2NetParts, key, state, batch):
     y_hat, pullback = jax.vjp(lambda p: parts.predict(p, batch.inputs, eps), predictor)
     decisions = jax.lax.stop_gradient(y_hat) + eps
     # 2. Decide: the system reports each decision's cost (a black box) and its v.
-    costs, v, metric_state = parts.cost.run(state.metric_state, decisions, batch.obs)
+    costs, v, metric_state = parts.cost.report(state.metric_state, decisions, batch.obs)
     costs, v = jax.lax.stop_gradient((costs, v))
     seen = jnp.concatenate([batch.obs, v], axis=-1)
     # 3. Fit the shaper to the reported costs (and to remembered ones).

@@ -18,7 +18,7 @@ def _command():
     found = shutil.which("l2n_train")
     if found:
         return [found]
-    return [sys.executable, "-c", "import sys; from l2n_jax.cli import run; sys.exit(run())"]
+    return [sys.executable, "-c", "import sys; from l2n_jax.cli import main; sys.exit(main())"]
 
 
 def _run(args, cwd):

@@ -46,7 +46,7 @@ def test_register_as_a_call_and_as_a_decorator(scratch_registry, ws):
 
     @methods.register("doubled", doc="twice persistence")
     def doubled(task):
-        inner = methods.get("persistence").run(task)
+        inner = methods.get("persistence").fn(task)
         return {s: o._replace(decide=lambda split, o=o: 2 * o.decide(split))
                 for s, o in inner.items()}
 
