@@ -1,4 +1,5 @@
-"""Provokes every failure mode of issue 3 and records what the user sees.
+"""Provokes every failure mode (issue 3, and the methods registry's) and records what
+the user sees.
 
     python benchmarks/failure_modes.py
 
@@ -116,6 +117,9 @@ def _library_cases(tmp):
         ("checkpoint: damaged file", _small_fit(_abs_cost, checkpoint=str(damaged))),
         ("checkpoint: written by another run", _small_fit(
             _abs_cost, config=other_cfg.replace(shaper_lr=5e-4), checkpoint=str(other))),
+        ("method: a name registered twice",
+         lambda: l2n.methods.register("mse", l2n.methods.trained(l2n.losses.mae))),
+        ("method: unknown name", lambda: l2n.methods.get("xgboost")),
     ]
 
 
@@ -131,7 +135,7 @@ def _cli_cases(tmp):
     blocker = tmp / "file"
     blocker.write_text("x")
     ok = ["--usecase=netalloc", "--quick", "--sites=eu", "--method=persistence"]
-    subprocess.run([sys.executable, "-c", "from l2n_jax.cli import run; run()"] + ok
+    subprocess.run([sys.executable, "-c", "from l2n_jax.cli import main; main()"] + ok
                    + ["--seeds=1", f"--workdir={tmp / 'prev'}"], cwd=tmp,
                    capture_output=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     return [
@@ -143,6 +147,8 @@ def _cli_cases(tmp):
         ("CLI: stray argument", ["--usecase=netalloc", "extra"]),
         ("CLI: unwritable workdir", ["--usecase=netalloc", f"--workdir={blocker / 'out'}"]),
         ("CLI: workdir of another run", ok + ["--seeds=2", f"--workdir={tmp / 'prev'}"]),
+        ("CLI: a plugin that cannot be imported", ["--usecase=netalloc",
+                                                   "--plugins=no_such_module"]),
     ]
 
 

@@ -8,7 +8,7 @@ Public API (names fixed by SPEC section 3)::
     l2n.evaluate(result, data.test, metric)
 """
 
-from l2n_jax import losses
+from l2n_jax import losses, methods
 from l2n_jax.config import Config
 from l2n_jax.data import Scaler, Windows, WindowSet, make_windows
 from l2n_jax.engine import Program, Trainer, TrainState
@@ -40,6 +40,7 @@ __all__ = [
     "host_metric",
     "load",
     "losses",
+    "methods",
     "make_program",
     "make_windows",
     "over_runs",
