@@ -120,17 +120,19 @@ class Program(NamedTuple):
         return self.networks.get("shaper")
 
 
-def skip_nonfinite(step: Callable) -> Callable:
+def skip_nonfinite(step: Callable, watch: tuple[str, ...] | None = None) -> Callable:
     """Wraps a step so that a run freezes at its first non-finite value, branch-free.
 
     The wrapped step returns the old state, with ``bad_step`` recording the step,
-    if any metric or parameter of the new state is NaN/inf (or the run is already
-    frozen); the host reports it after the chunk (no host round trip per step).
+    if a watched metric (``watch``: names, default all) or a parameter of the new
+    state is NaN/inf (or the run is already frozen); the host reports it after the
+    chunk (no host round trip per step).
     """
 
     def guarded(key, state, batch):
         new, metrics = step(key, state, batch)
-        leaves = list(metrics.values()) + jax.tree.leaves(new.params)
+        names = metrics if watch is None else watch
+        leaves = [metrics[n] for n in names] + jax.tree.leaves(new.params)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
         healthy = state.bad_step < 0
         kept = gate(finite & healthy, new, state)

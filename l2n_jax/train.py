@@ -165,7 +165,10 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
             predictor_tx=variants.predictor_optimizer(
                 lr, config.shaper_warmup_epochs, live),
         )
-        return engine.skip_nonfinite(functools.partial(steps.loss2net_step, parts))
+        # The cost and both losses (and the parameters) can go NaN; the schedules and
+        # the mean error (finite when they are) need no check.
+        return engine.skip_nonfinite(functools.partial(steps.loss2net_step, parts),
+                                     watch=("cost", "shaper_loss", "predictor_loss"))
 
     def validate(params, valid: Split):
         pred = nets.predict(predictor, params["predictor"], valid.windows.inputs, m)
