@@ -123,12 +123,15 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
     shaper = nets.make_shaper(config, m + k + j)
     cost = cost_model(metric, j, lanes or 1)
     metric_b = batch_metric(metric)
-    # A frozen shaper is not fitted, so it needs no replay of past costs.
-    memory = (variants.replay(config.replay_size, m, k + j)
-              if config.replay_size > 0 and not config.freeze_shaper else variants.no_memory())
+    memory = variants.memory(config, m, k + j)
     features = variants.features(config)
+    shaper_loss = variants.shaper_fit_loss(shaper.apply, features)
+    shaped_loss = variants.shaped_loss(shaper.apply, features)
     shaper_tx = variants.shaper_optimizer(config)
     n_epochs = config.cotrain_epochs
+
+    def predict(params, inputs, eps):
+        return predictor.apply(params, inputs, eps)[0]
 
     def layout(train):
         return batching.for_split(config.batch_size, train, lanes)
@@ -147,21 +150,18 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
         return engine.new_state(params, opt_state, memory.init(), cost.init())
 
     def step(train: Split):
+        # What depends on the data: the schedules' run length (a padded site's
+        # own), the range penalty's bounds.
         live = layout(train).live_steps
         lr = schedules.learning_rate(config, n_epochs * live)
-        decision_loss = variants.shaped_loss(shaper.apply, features)
+        noise = schedules.noise_std(config, n_epochs * live)
+        decision_loss = shaped_loss
         if config.range_penalty > 0:
             decision_loss = variants.with_range_penalty(
-                decision_loss, variants.target_bounds(train), config.range_penalty)
+                shaped_loss, variants.target_bounds(train), config.range_penalty)
         parts = steps.Loss2NetParts(
-            predict=lambda p, x, eps: predictor.apply(p, x, eps)[0],
-            cost=cost,
-            noise=schedules.noise_std(config, n_epochs * live),
-            lr=lr,
-            memory=memory,
-            shaper_loss=variants.shaper_fit_loss(shaper.apply, features),
-            decision_loss=decision_loss,
-            shaper_tx=shaper_tx,
+            predict=predict, cost=cost, noise=noise, lr=lr, memory=memory,
+            shaper_loss=shaper_loss, decision_loss=decision_loss, shaper_tx=shaper_tx,
             predictor_tx=variants.predictor_optimizer(
                 lr, config.shaper_warmup_epochs, live),
         )

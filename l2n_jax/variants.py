@@ -91,6 +91,14 @@ def replay(size: int, decision_dim: int, seen_dim: int) -> Memory:
     return Memory(init, update)
 
 
+def memory(config: Config, decision_dim: int, seen_dim: int) -> Memory:
+    """``replay`` of ``config.replay_size`` samples, or none. A frozen shaper is not
+    fitted, so it needs no replay of past costs."""
+    if config.replay_size > 0 and not config.freeze_shaper:
+        return replay(config.replay_size, decision_dim, seen_dim)
+    return no_memory()
+
+
 def decision_features(decisions, seen):
     """The paper's shaper input: the decision and what the system revealed."""
     return jnp.concatenate([decisions, seen], axis=-1)
