@@ -30,8 +30,10 @@ from absl import app, flags, logging
 
 import usecases
 from l2n_jax import methods as methods_lib
+from l2n_jax import progress
 from l2n_jax.compare import summary_table
 from l2n_jax.fit import NonFiniteError
+from l2n_jax.loop import Interrupted
 
 
 def _per_usecase(fn) -> str:
@@ -153,6 +155,11 @@ def _app_main(argv):
     except NonFiniteError as e:
         print(f"l2n_train: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as e:
+        # Ctrl-C: one line, the checkpoints stay, 130 as shells report SIGINT.
+        text = str(e) if isinstance(e, Interrupted) else "interrupted"
+        print(f"l2n_train: {text}; rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
 
 
 def _import_plugins(names):
@@ -230,42 +237,57 @@ def _main(argv):
         metric = uc.make_metric(**params)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
-    logging.info("l2n_train usecase=%s sites=%s methods=%s seeds=%s devices=%s",
-                 name, sites, chosen, seeds, jax.devices())
+    devices = ", ".join(str(d) for d in jax.devices())
+    _say(f"l2n_train: {name}, sites {', '.join(sites)}, methods {', '.join(chosen)}, "
+         f"seeds {seeds[0]}..{seeds[-1]}, on {devices}; results in {workdir}")
     run_info = {"usecase": name, "metric_params": params, "seeds": list(seeds),
                 "config": dataclasses.asdict(config)}
     done = _prepare_workdir(workdir, run_info, _OVERWRITE.value)
     (workdir / "config.json").write_text(json.dumps(run_info, indent=2))
-    frames = [] if done is None else [done]
-    cache = methods_lib.FitCache()  # trainings shared between this run's methods
-    # A use case that batches its sites trains them all in one program per method.
-    groups = [sites] if uc.batch_sites else [(s,) for s in sites]
-    for group in groups:
-        wss = {s: uc.load(s) for s in group}
-        label = name if uc.batch_sites else f"{name}/{group[0]}"
-        checkpoints = workdir / "checkpoints" / ("_sites" if uc.batch_sites else group[0])
-        for method in chosen:
-            todo = {s: ws for s, ws in wss.items() if not _finished(done, s, method)}
-            for s in set(wss) - set(todo):
-                logging.info("[%s/%s/%s] already in results.csv, skipped", name, s, method)
-            if not todo:
-                continue
-            task = methods_lib.Task(config, todo, metric, seeds, uc.options(**params),
-                                    label, str(checkpoints), cache)
-            rows = methods_lib.run(method, task, name).rows
-            rows.insert(0, "usecase", name)
-            frames.append(rows.rename(columns={"cost": "test_cost"}))
-            # Written after every method so a long run leaves partial results.
-            _write(workdir, frames, uc)
-    results = _write(workdir, frames, uc)
+    results = _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done)
     # Every training finished and its rows are written: the checkpoints are spent.
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
     print((uc.summary or summary_table)(results))
-    logging.info("wrote %s and %s", workdir / "results.csv", workdir / "results.md")
+    _say(f"l2n_train: wrote {workdir / 'results.csv'} and {workdir / 'results.md'}")
+
+
+def _say(text):
+    progress.to_stderr(text)
 
 
 def _finished(done, site, method) -> bool:
     return done is not None and ((done["site"] == site) & (done["method"] == method)).any()
+
+
+def _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done):
+    """Every (site group, method) not already in ``done``; rows written after each."""
+    frames = [] if done is None else [done]
+    cache = methods_lib.FitCache()  # trainings shared between this run's methods
+    # A use case that batches its sites trains them all in one program per method.
+    groups = [sites] if uc.batch_sites else [(s,) for s in sites]
+    todo = [(g, m) for g in groups for m in chosen
+            if not all(_finished(done, s, m) for s in g)]
+    overall = progress.Overall(len(todo), _say)
+    for group in groups:
+        wss = {s: uc.load(s) for s in group}
+        label = uc.name if uc.batch_sites else f"{uc.name}/{group[0]}"
+        checkpoints = workdir / "checkpoints" / ("_sites" if uc.batch_sites else group[0])
+        for method in chosen:
+            pending = {s: ws for s, ws in wss.items() if not _finished(done, s, method)}
+            for s in set(wss) - set(pending):
+                _say(f"[{uc.name}/{s}/{method}] already in results.csv, skipped")
+            if not pending:
+                continue
+            overall.start(f"{method} on {', '.join(pending)}")
+            task = methods_lib.Task(config, pending, metric, seeds, uc.options(**params),
+                                    label, str(checkpoints), cache)
+            rows = methods_lib.run(method, task, uc.name).rows
+            overall.finish()
+            rows.insert(0, "usecase", uc.name)
+            frames.append(rows.rename(columns={"cost": "test_cost"}))
+            # Written after every method so a long run leaves partial results.
+            _write(workdir, frames, uc)
+    return _write(workdir, frames, uc)
 
 
 def _prepare_workdir(workdir, run_info, overwrite):
@@ -297,7 +319,7 @@ def _prepare_workdir(workdir, run_info, overwrite):
     if not csv_path.exists():
         return None
     done = pd.read_csv(csv_path)
-    logging.info("resuming in %s: %d finished rows kept", workdir, len(done))
+    _say(f"l2n_train: resuming in {workdir}: {len(done)} finished rows kept")
     return done
 
 
@@ -325,7 +347,9 @@ def main():
     # module is the wrapper, so register this module's flags for it.
     for flag in flags.FLAGS.get_flags_for_module(__name__):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    logging.set_verbosity(logging.INFO)
+    # Progress goes to stderr as plain lines; absl's INFO chatter (JAX's "Unable to
+    # initialize backend 'tpu'") stays out of the way.
+    logging.set_verbosity(logging.WARNING)
     logging.use_absl_handler()
     try:
         app.run(_app_main)

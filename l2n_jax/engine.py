@@ -77,6 +77,8 @@ class Trainer(NamedTuple):
       validate: ``(params, valid: Split) -> (criterion, {name: value})``.
       epoch_start: ``state -> state`` at every epoch start (e.g. a stateful
         metric's sequence start).
+      pretrain_epochs: epochs ``pretrain`` runs (counted in the budget; for
+        progress lines).
     """
 
     n_epochs: int
@@ -88,6 +90,7 @@ class Trainer(NamedTuple):
     step: Callable
     validate: Callable
     epoch_start: Callable
+    pretrain_epochs: int = 0
 
 
 class Program(NamedTuple):
@@ -110,6 +113,7 @@ class Program(NamedTuple):
     networks: dict
     steps_per_epoch: int  # with padded data: of the longest site
     n_epochs: int
+    pretrain_epochs: int = 0
 
     @property
     def predictor(self):
@@ -213,4 +217,5 @@ def build(trainer: Trainer, select: Callable = keep_best) -> Program:
         networks=trainer.networks,
         steps_per_epoch=trainer.steps_per_epoch,
         n_epochs=trainer.n_epochs,
+        pretrain_epochs=trainer.pretrain_epochs,
     )

@@ -25,11 +25,10 @@ from typing import Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from l2n_jax import checkpoint as ckpt_lib
-from l2n_jax import engine, loop, runs
+from l2n_jax import engine, loop, progress, runs
 from l2n_jax.config import Config
 from l2n_jax.data import Split, Windows
 from l2n_jax.metrics import StatefulMetric, check_metric, v_dim
@@ -128,7 +127,7 @@ def _vectorised(program, config, n_seeds, sites, tag, given: bool):
 
 
 def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
-           fingerprint, sites, seeds):
+           fingerprint, sites, seeds, report):
     """Starts (or resumes) and runs every chunk; returns (Chunks, pretrain seconds)."""
     start, chunk, sharding = _vectorised(program, config, len(keys), sites, tag,
                                          start_params is not None)
@@ -139,14 +138,19 @@ def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
     if sharding is not None:  # data stay replicated; jit partitions the seed axis
         keys = jax.device_put(keys, NamedSharding(sharding.mesh, PartitionSpec("runs")))
     t0 = time.perf_counter()
+    offset = program.pretrain_epochs
     if restored is None:
         done, epoch = loop.Chunks(jax.block_until_ready(start(keys, train, start_params)),
                                   [], []), 0
+        what = (f"pre-trained {offset} epoch{'s' * (offset > 1)} (MSE)" if offset
+                else "initialised")
+        report(f"{tag} {len(keys)} seed(s){'' if sites is None else f' x {len(sites)} sites'}"
+               f" compiled and {what} in {progress.duration(time.perf_counter() - t0)}")
     else:
         done, epoch = loop.Chunks(restored.state, restored.chunks, restored.firsts), \
             restored.epoch
-        logging.info("%s resuming from %s at epoch %d/%d", tag, checkpoint, epoch,
-                     program.n_epochs)
+        report(f"{tag} resuming from {checkpoint} at "
+               f"{loop.epoch_text(epoch, program.n_epochs, offset)}")
     if sharding is not None:
         done = done._replace(state=jax.device_put(done.state, sharding))
     t_pre = time.perf_counter() - t0
@@ -160,6 +164,7 @@ def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
         program.steps_per_epoch, tag, config.log_every, config.checkpoint_every,
         check=lambda state: _raise_if_nonfinite(state, seeds, tag, checkpoint, sites),
         save=save if checkpoint is not None else None,
+        report=report, offset=offset,
     )
     return done, t_pre
 
@@ -201,7 +206,7 @@ def _results(program, config, done, t_pre, selected, seeds, method, shapes, site
 
 
 def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="",
-         checkpoint=None, segments=1, sites=False, shaper=None, pad=None):
+         checkpoint=None, segments=1, sites=False, shaper=None, pad=None, verbose=True):
     """Trains every seed (and with ``sites``, every site of the mappings ``train``
     and ``valid``) in one program; returns a FitResult, or {site: FitResult}.
 
@@ -254,7 +259,7 @@ def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="
             shaper=(ckpt_lib.data_digest(*jax.tree.leaves(shaper))
                     if shaper is not None else None))
     done, t_pre = _train(program, config, keys, train, valid, start_params, tag,
-                         checkpoint, fingerprint, sites, seeds)
+                         checkpoint, fingerprint, sites, seeds, progress.reporter(verbose))
     selected = config.select_best and valid is not None
     return _results(program, config, done, t_pre, selected, seeds, method, shapes, sites,
                     train)
@@ -267,7 +272,7 @@ def _check_metric_arg(name, metric):
 
 def fit(config: Config, train: Windows, metric, *, seeds: Sequence[int] = (0,),
         valid: Windows | None = None, label: str = "", checkpoint: str | None = None,
-        segments: int = 1, shaper=None) -> FitResult:
+        segments: int = 1, shaper=None, verbose: bool = True) -> FitResult:
     """Co-trains predictor and loss shaper (Loss2Net) for every seed in one program.
 
     Args:
@@ -294,17 +299,19 @@ def fit(config: Config, train: Windows, metric, *, seeds: Sequence[int] = (0,),
         ``other.params['shaper']`` of a FitResult with the same seeds count and
         shaper config): fine-tuning a shaper learned elsewhere, or, with
         ``config.freeze_shaper``, training a fresh predictor on it (transfer).
+      verbose: print progress lines to stderr (epoch, steps/s, ETA, costs) every
+        ``config.log_every`` epochs; False: silent.
     """
     _check_metric_arg("fit", metric)
     return _run(config, train, valid, seeds, "loss2net", metric=metric, label=label,
-                checkpoint=checkpoint, segments=segments, shaper=shaper)
+                checkpoint=checkpoint, segments=segments, shaper=shaper, verbose=verbose)
 
 
 def fit_sites(config: Config, trains: Mapping[str, Windows], metric, *,
               seeds: Sequence[int] = (0,), valids: Mapping[str, Windows] | None = None,
               label: str = "", checkpoint: str | None = None, segments: int = 1,
-              shaper: Mapping | None = None, pad: bool | None = None
-              ) -> dict[str, FitResult]:
+              shaper: Mapping | None = None, pad: bool | None = None,
+              verbose: bool = True) -> dict[str, FitResult]:
     """``fit`` on several sites at once: sites x seeds in one vmapped program.
 
     Args:
@@ -323,12 +330,13 @@ def fit_sites(config: Config, trains: Mapping[str, Windows], metric, *,
     _check_metric_arg("fit_sites", metric)
     return _run(config, trains, valids, seeds, "loss2net", metric=metric, label=label,
                 checkpoint=checkpoint, segments=segments, sites=True, shaper=shaper,
-                pad=pad)
+                pad=pad, verbose=verbose)
 
 
 def fit_fixed_loss(config: Config, train: Windows, loss: Callable, *,
                    seeds: Sequence[int] = (0,), valid: Windows | None = None, metric=None,
-                   label: str = "", checkpoint: str | None = None) -> FitResult:
+                   label: str = "", checkpoint: str | None = None,
+                   verbose: bool = True) -> FitResult:
     """Trains the same predictor on a fixed per-sample loss (a baseline).
 
     Same architecture, schedules, batch size and number of epochs as ``fit``
@@ -345,23 +353,25 @@ def fit_fixed_loss(config: Config, train: Windows, loss: Callable, *,
       metric: the true metric, logged on training batches and on ``valid``.
       label: prefix of progress lines.
       checkpoint: a file path to write and resume from (see ``fit``).
+      verbose: print progress lines (see ``fit``).
     """
     if not callable(loss):
         raise ValueError(f"fit_fixed_loss: loss must be callable, got {loss!r}")
     name = getattr(loss, "__name__", "loss")
     return _run(config, train, valid, seeds, name, metric=metric, loss=loss, label=label,
-                checkpoint=checkpoint)
+                checkpoint=checkpoint, verbose=verbose)
 
 
 def fit_fixed_loss_sites(config: Config, trains: Mapping[str, Windows], loss: Callable,
                          *, seeds: Sequence[int] = (0,),
                          valids: Mapping[str, Windows] | None = None, metric=None,
                          label: str = "", checkpoint: str | None = None,
-                         pad: bool | None = None) -> dict[str, FitResult]:
+                         pad: bool | None = None, verbose: bool = True
+                         ) -> dict[str, FitResult]:
     """``fit_fixed_loss`` on several sites at once (see ``fit_sites``, also for
     ``pad``)."""
     if not callable(loss):
         raise ValueError(f"fit_fixed_loss_sites: loss must be callable, got {loss!r}")
     name = getattr(loss, "__name__", "loss")
     return _run(config, trains, valids, seeds, name, metric=metric, loss=loss,
-                label=label, checkpoint=checkpoint, sites=True, pad=pad)
+                label=label, checkpoint=checkpoint, sites=True, pad=pad, verbose=verbose)

@@ -14,7 +14,12 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
+
+from l2n_jax import progress
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where and what was kept."""
 
 
 class Chunks(NamedTuple):
@@ -28,15 +33,22 @@ class Chunks(NamedTuple):
     steps: int = 0  # optimisation steps run by this process (per run)
 
 
-def _progress_line(tag, epoch, n_epochs, steps_per_epoch, rate, history) -> str:
-    eta = (n_epochs - epoch) * steps_per_epoch / rate if rate > 0 else float("nan")
+def epoch_text(epoch: int, n_epochs: int, offset: int = 0) -> str:
+    """'epoch 20/60 (co-training 10/50)' when ``offset`` epochs of pre-training
+    count in the budget, else 'epoch 10/50'."""
+    if not offset:
+        return f"epoch {epoch}/{n_epochs}"
+    return f"epoch {offset + epoch}/{offset + n_epochs} (co-training {epoch}/{n_epochs})"
+
+
+def progress_line(tag, epoch, n_epochs, offset, rate, eta_s, history) -> str:
     parts = []
     for key in ("cost", "loss", "valid_cost", "valid_loss"):
         if key in history:  # last step of the chunk, averaged over runs
             value = np.asarray(history[key])[..., -1, -1].mean()
-            parts.append(f"{'train_' + key if 'valid' not in key else key}={value:.5f}")
-    return (f"{tag} epoch {epoch}/{n_epochs} step {epoch * steps_per_epoch} "
-            f"steps/s {rate:.1f} ETA {eta:.0f}s {' '.join(parts)}")
+            parts.append(f"{'train_' + key if 'valid' not in key else key} {value:.5f}")
+    return (f"{tag} {epoch_text(epoch, n_epochs, offset)} | {rate:,.0f} steps/s | "
+            f"ETA {progress.duration(eta_s)} | {' '.join(parts)}")
 
 
 def _next_stop(epoch: int, n_epochs: int, every: tuple[int, ...]) -> int:
@@ -56,6 +68,8 @@ def train_in_chunks(
     checkpoint_every: int = 0,
     check: Callable[[Any], None] = lambda state: None,
     save: Callable[[Chunks, int], None] | None = None,
+    report: progress.Report = progress.silent,
+    offset: int = 0,
 ) -> Chunks:
     """Runs epochs ``epoch .. n_epochs - 1``.
 
@@ -70,30 +84,44 @@ def train_in_chunks(
         every progress line.
       check: raises if the state holds a non-finite run.
       save: ``save(chunks, epoch)`` writes a checkpoint.
+      report: where progress lines go (``progress.to_stderr``, or silent).
+      offset: epochs of pre-training before this phase, for the lines' budget.
     """
     compiled: dict[int, Any] = {}
     checkpoint_every = checkpoint_every or log_every
     stops = (log_every, checkpoint_every if save is not None else 0)
-    while epoch < n_epochs:
-        n = _next_stop(epoch, n_epochs, stops) - epoch
-        first = jnp.asarray(epoch, jnp.int32)
-        t0 = time.perf_counter()
-        if n not in compiled:
-            compiled[n] = chunk(n).lower(done.state, *args, first).compile()
-            done = done._replace(compile_s=done.compile_s + time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        state, history = compiled[n](done.state, *args, first)
-        jax.block_until_ready(state)
-        check(state)
-        done = Chunks(state, done.histories + [history], done.firsts + [epoch],
-                      done.compile_s, done.run_s + time.perf_counter() - t0,
-                      done.steps + n * steps_per_epoch)
-        epoch += n
-        last = epoch == n_epochs
-        if save is not None and (last or epoch % checkpoint_every == 0):
-            save(done, epoch)
-        if last or epoch % log_every == 0:
-            rate = done.steps / done.run_s if done.run_s > 0 else float("nan")
-            logging.info("%s", _progress_line(tag, epoch, n_epochs, steps_per_epoch, rate,
-                                              history))
+    saved_at = epoch if save is not None and epoch else None  # a resumed checkpoint
+    try:
+        while epoch < n_epochs:
+            n = _next_stop(epoch, n_epochs, stops) - epoch
+            first = jnp.asarray(epoch, jnp.int32)
+            t0 = time.perf_counter()
+            if n not in compiled:
+                compiled[n] = chunk(n).lower(done.state, *args, first).compile()
+                done = done._replace(compile_s=done.compile_s + time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            state, history = compiled[n](done.state, *args, first)
+            jax.block_until_ready(state)
+            check(state)
+            done = Chunks(state, done.histories + [history], done.firsts + [epoch],
+                          done.compile_s, done.run_s + time.perf_counter() - t0,
+                          done.steps + n * steps_per_epoch)
+            epoch += n
+            last = epoch == n_epochs
+            if save is not None and (last or epoch % checkpoint_every == 0):
+                save(done, epoch)
+                saved_at = epoch
+            if last or epoch % log_every == 0:
+                rate = done.steps / done.run_s if done.run_s > 0 else float("nan")
+                eta = (n_epochs - epoch) * steps_per_epoch / rate if rate > 0 else float("nan")
+                report(progress_line(tag, epoch, n_epochs, offset, rate, eta, history))
+    except KeyboardInterrupt:
+        if save is None:
+            kept = "no checkpoint was written (pass checkpoint= to resume)"
+        elif saved_at is None:
+            kept = "no checkpoint was written yet"
+        else:
+            kept = f"the checkpoint of {epoch_text(saved_at, n_epochs, offset)} is kept"
+        raise Interrupted(f"{tag} interrupted after {epoch_text(epoch, n_epochs, offset)}; "
+                          f"{kept}") from None
     return done

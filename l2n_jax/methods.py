@@ -36,9 +36,8 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
-from absl import logging
 
-from l2n_jax import baselines, losses
+from l2n_jax import baselines, losses, progress
 from l2n_jax import checkpoint as ckpt_lib
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet
@@ -100,6 +99,7 @@ class Task(NamedTuple):
       label: prefix of progress lines (the method's name is appended).
       checkpoint_dir: where trainings checkpoint (``<dir>/<name>.ckpt``), or None.
       cache: the caller's ``FitCache`` (None: nothing shared).
+      verbose: progress lines on stderr (trainings, test costs).
     """
 
     config: Config
@@ -110,6 +110,7 @@ class Task(NamedTuple):
     label: str = ""
     checkpoint_dir: str | None = None
     cache: FitCache | None = None
+    verbose: bool = True
 
     def checkpoint(self, name: str) -> str | None:
         return None if self.checkpoint_dir is None else os.path.join(
@@ -193,25 +194,25 @@ def from_fit(result, ws: WindowSet) -> Outcome:
 
 
 def train_sites(config, wss, seeds, label, checkpoint, *, metric=None, loss=None,
-                segments=1):
+                segments=1, verbose=True):
     """{site: FitResult}: Loss2Net (``loss=None``) or a fixed loss, every site and
-    seed in one program (a plain single-site fit for one site)."""
+    seed in one program (a plain single-site fit for one site). A fixed loss logs
+    ``metric`` (the true cost) but selects its epoch on its own loss."""
+    common = dict(seeds=seeds, label=label, checkpoint=checkpoint, verbose=verbose)
     if len(wss) == 1:
         ((site, ws),) = wss.items()
         if loss is None:
-            result = fit(config, ws.train, metric, seeds=seeds, valid=ws.valid,
-                         label=label, checkpoint=checkpoint, segments=segments)
-        else:
-            result = fit_fixed_loss(config, ws.train, loss, seeds=seeds, valid=ws.valid,
-                                    label=label, checkpoint=checkpoint)
-        return {site: result}
+            return {site: fit(config, ws.train, metric, valid=ws.valid, segments=segments,
+                              **common)}
+        return {site: fit_fixed_loss(config, ws.train, loss, valid=ws.valid, metric=metric,
+                                     **common)}
     trains = {s: ws.train for s, ws in wss.items()}
     valids = {s: ws.valid for s, ws in wss.items()}
     if loss is None:
-        return fit_sites(config, trains, metric, seeds=seeds, valids=valids, label=label,
-                         checkpoint=checkpoint, segments=segments)
-    return fit_fixed_loss_sites(config, trains, loss, seeds=seeds, valids=valids,
-                                label=label, checkpoint=checkpoint)
+        return fit_sites(config, trains, metric, valids=valids, segments=segments,
+                         **common)
+    return fit_fixed_loss_sites(config, trains, loss, valids=valids, metric=metric,
+                                **common)
 
 
 def cotrained(name: str = "loss2net", **config_changes) -> Callable:
@@ -221,7 +222,7 @@ def cotrained(name: str = "loss2net", **config_changes) -> Callable:
         config = task.config.replace(**config_changes)
         results = train_sites(config, task.sites, task.seeds, task.label,
                               task.checkpoint(name), metric=task.metric,
-                              segments=task.options.segments)
+                              segments=task.options.segments, verbose=task.verbose)
         return {s: from_fit(results[s], ws) for s, ws in task.sites.items()}
 
     return method
@@ -232,7 +233,8 @@ def fixed_fits(task: Task, loss: Callable, label: str) -> dict:
 
     def train():
         return train_sites(task.config, task.sites, task.seeds, label,
-                           task.checkpoint(loss.__name__), loss=loss)
+                           task.checkpoint(loss.__name__), loss=loss, metric=task.metric,
+                           verbose=task.verbose)
 
     if task.cache is None:
         return train()
@@ -341,10 +343,12 @@ def run(name: str, task: Task, usecase: str | None = None) -> Run:
     outcomes = method.fn(task)
     df = rows(task, outcomes, name)
     df["train_s"] = time.perf_counter() - t0
+    report = progress.reporter(task.verbose)
     for s, block in df.groupby("site", sort=False):
         where = f"{task.label}@{s}" if len(outcomes) > 1 else task.label
-        logging.info("[%s] test cost %.5f +- %.5f", where, block["cost"].mean(),
-                     block["cost"].std())
+        report(f"[{where}] test cost {block['cost'].mean():.5f} ± "
+               f"{block['cost'].std():.5f} over {len(block)} seed(s) "
+               f"(lower is better; took {progress.duration(df['train_s'].iloc[0])})")
     return Run(df, {s: o.fit for s, o in outcomes.items() if o.fit is not None})
 
 

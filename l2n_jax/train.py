@@ -185,6 +185,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
         step=step,
         validate=validate,
         epoch_start=lambda state: state.replace(metric_state=cost.init()),
+        pretrain_epochs=config.pretrain_epochs,
     )
 
 

@@ -168,17 +168,16 @@ def _state_template(config, windowset):
 
 
 def test_checkpoints_and_progress_lines_have_their_own_intervals(
-    windowset, uninterrupted, tmp_path, monkeypatch
+    windowset, uninterrupted, tmp_path, monkeypatch, capsys
 ):
     # 4 co-training epochs: progress every 3 epochs (and at the end), a checkpoint
     # every 2; the chunks end wherever either is due, and results do not change.
     config = tiny_config(epochs=5, pretrain_epochs=1, log_every=3, checkpoint_every=2)
     calls = _interrupt_after(monkeypatch, 99)
-    lines = []
-    monkeypatch.setattr(importlib.import_module("l2n_jax.loop").logging, "info",
-                        lambda fmt, *args: lines.append(fmt % args))
     result = l2n.fit(config, windowset.train, asymmetric_cost, seeds=(0, 1),
                      valid=windowset.valid, checkpoint=str(tmp_path / "run.ckpt"))
     assert calls == [2, 4]
-    assert [int(l.split("epoch ")[1].split("/")[0]) for l in lines if "epoch " in l] == [3, 4]
+    lines = capsys.readouterr().err.splitlines()
+    assert [l.split("co-training ")[1].split(")")[0] for l in lines
+            if "co-training" in l] == ["3/4", "4/4"]
     chex.assert_trees_all_equal(result.params, uninterrupted.params)

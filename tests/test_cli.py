@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -164,6 +165,31 @@ def test_a_killed_run_resumed_on_its_workdir_gives_the_uninterrupted_results(tmp
     b = pd.read_csv(workdir / "results.csv").drop(columns="train_s")
     pd.testing.assert_frame_equal(a, b)
     assert not (workdir / "checkpoints").exists()  # spent checkpoints are removed
+
+
+def test_ctrl_c_is_one_line_exit_130_and_the_rerun_resumes(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    args = _RESUME_ARGS + [f"--workdir={tmp_path / 'out'}"]
+    proc = subprocess.Popen(_command() + args, cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for line in proc.stderr:
+            if "co-training 3/" in line:
+                proc.send_signal(signal.SIGINT)
+                break
+        rest = proc.stderr.read()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, rest[-2000:]
+    assert "Traceback" not in rest
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith("l2n_train: [toy/n2/loss2net] interrupted after epoch")
+    assert "is kept; rerun the same command to resume" in last
+    assert list((tmp_path / "out" / "checkpoints").rglob("*.ckpt"))
+    resumed = _run(args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
 
 
 def test_a_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):
