@@ -1,12 +1,16 @@
 """l2n_jax: regression under an unknown metric (Loss2Net) in JAX/Flax.
 
-Public API (names fixed by SPEC section 3)::
+The system reports the cost of a decision only after it was taken; l2n_jax
+co-trains the regressor with a neural loss shaper that learns that cost. The
+public API (README, "Your own metric")::
 
     import l2n_jax as l2n
     data = l2n.make_windows(frame, ["load"], lookback=12)
     result = l2n.fit(l2n.Config(), data.train, metric, seeds=(0, 1, 2), valid=data.valid)
     l2n.evaluate(result, data.test, metric)
 """
+
+__version__ = "0.2.0"
 
 from l2n_jax import losses, methods
 from l2n_jax.config import Config
@@ -19,6 +23,7 @@ from l2n_jax.runs import over_runs
 from l2n_jax.train import Shapes, make_program
 
 __all__ = [
+    "__version__",
     "Config",
     "CostModel",
     "FitResult",

@@ -10,6 +10,8 @@
 All operate on scaled units, like ``Windows``.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,6 +43,18 @@ def linear_ar(train: Windows, ridge: float = 1e-6):
     return predict
 
 
+@functools.lru_cache(maxsize=64)
+def _margin_costs(metric):
+    """[S, G]: every seed's forecast against every candidate margin, one program
+    (compiled once per metric and shapes)."""
+    cost_b = batch_metric(metric)
+
+    def mean_cost(f, margin, obs):
+        return jnp.mean(cost_b(f + margin, obs))
+
+    return jax.jit(jax.vmap(jax.vmap(mean_cost, (None, 0, None)), (0, 0, None)))
+
+
 def tune_margin(forecasts, valid: Windows, metric, n_grid: int = 201) -> np.ndarray:
     """Per-seed additive margin minimising the mean true metric on ``valid``.
 
@@ -59,14 +73,6 @@ def tune_margin(forecasts, valid: Windows, metric, n_grid: int = 201) -> np.ndar
     grid = np.quantile(resid.reshape(resid.shape[0], -1), levels, axis=1).T  # [S, G]
     grid = np.concatenate([np.zeros((grid.shape[0], 1)), grid], axis=1)
     obs = jnp.asarray(valid.obs, jnp.float32)
-    cost_b = batch_metric(metric)
-
-    def mean_cost(f, margin):
-        return jnp.mean(cost_b(f + margin, obs))
-
-    # [S, G]: every seed's forecast against every candidate margin, one program.
-    costs = jax.jit(jax.vmap(jax.vmap(mean_cost, (None, 0)), (0, 0)))(
-        forecasts, jnp.asarray(grid, jnp.float32)
-    )
+    costs = _margin_costs(metric)(forecasts, jnp.asarray(grid, jnp.float32), obs)
     best = np.argmin(np.asarray(costs), axis=1)
     return grid[np.arange(grid.shape[0]), best].astype(np.float32)

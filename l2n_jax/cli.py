@@ -1,12 +1,17 @@
-"""``l2n_train``: train and compare every method of a use case on its shipped data.
+"""l2n_train: train Loss2Net and the baselines of a use case on its shipped data, and
+tabulate their true test costs (lower is better).
 
-Example::
+Examples:
 
+    l2n_train --usecase=netalloc --quick                 # a smoke run
     l2n_train --usecase=netalloc --seeds=5 --workdir=runs/netalloc
+    l2n_train --usecase=power --method=loss2net,mse_margin --sites=PJME,DOM
+    l2n_train --usecase=netalloc --plugins=my_methods --method=loss2net,huber_margin
 
-writes ``results.csv`` (one row per site x method x seed), ``results.md`` (mean ±
-std per site x method) and ``config.json`` under ``--workdir``. Progress lines
-(epoch, steps/s, ETA, costs) go to the log (stderr).
+It writes results.csv (one row per site x method x seed), results.md (mean ± std
+per site x method) and config.json under --workdir, and prints progress lines
+(epoch, steps/s, ETA, costs) to stderr. Rerun a command on the same --workdir to
+resume it.
 
 Resume: every training writes a checkpoint under ``<workdir>/checkpoints/`` every
 ``--checkpoint_every`` epochs, and finished (site, method) rows go to results.csv at
@@ -95,7 +100,22 @@ _PLUGINS = flags.DEFINE_list(
     "Python modules to import first (from the current directory or the path), e.g. "
     "ones that register methods with l2n_jax.methods.register.",
 )
-_QUICK = flags.DEFINE_bool("quick", False, "Tiny smoke-test budget (seconds, not minutes).")
+_QUICK = flags.DEFINE_bool(
+    "quick", False, "Smoke run: a tiny budget, fast compilation, sites batched "
+    "(--batch_sites); seconds, not minutes.")
+_BATCH_SITES = flags.DEFINE_bool(
+    "batch_sites", None,
+    "Train the sites that have the same window shapes in one program per method "
+    "(padded where their lengths differ; a site then trains as it does alone through "
+    "the padded path, up to float rounding). Default: on for power and with --quick, "
+    "else off.",
+)
+_CACHE = flags.DEFINE_string(
+    "compilation_cache", os.environ.get("L2N_JAX_CACHE", "~/.cache/l2n_jax/xla"),
+    "Directory of JAX's persistent compilation cache, shared by runs (a program "
+    "compiled once is loaded, not compiled, by later runs); '' turns it off. Default "
+    "from $L2N_JAX_CACHE, else ~/.cache/l2n_jax/xla.",
+)
 _BETA = flags.DEFINE_float(
     "beta", None, "netalloc only: SLA fee of an under-provision (scaled units, default "
     "0.5).", lower_bound=0.0,
@@ -223,9 +243,36 @@ def _selection():
     return uc, chosen, sites
 
 
+def _quick_compiles():
+    """--quick is a smoke run: compile fast (XLA's backend optimisations off, as the
+    test suite does) rather than run fast. Must precede JAX's first compilation."""
+    flag = "--xla_backend_optimization_level=0"
+    if flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
+
+
+def _compilation_cache(path):
+    """JAX's persistent cache for every program, however fast it compiles (JAX's
+    default keeps only those of 1 s and more; ours are mostly under a second)."""
+    if not path:
+        return
+    path = os.path.expanduser(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise app.UsageError(f"--compilation_cache={path} is not writable: {e.strerror}") \
+            from None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def _main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if _QUICK.value:
+        _quick_compiles()
+    _compilation_cache(_CACHE.value)
     _import_plugins(_PLUGINS.value)
     uc, chosen, sites = _selection()
     name = uc.name
@@ -259,19 +306,33 @@ def _finished(done, site, method) -> bool:
     return done is not None and ((done["site"] == site) & (done["method"] == method)).any()
 
 
+def _site_groups(uc, sites, batch):
+    """Sites trained together: alone, or (``batch``) grouped by window shapes."""
+    if not batch:
+        return [(s,) for s in sites]
+    groups: dict = {}
+    for s in sites:
+        shapes = tuple(x.shape[1:] for x in uc.load(s).train)
+        groups.setdefault(shapes, []).append(s)
+    return [tuple(g) for g in groups.values()]
+
+
 def _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done):
     """Every (site group, method) not already in ``done``; rows written after each."""
     frames = [] if done is None else [done]
     cache = methods_lib.FitCache()  # trainings shared between this run's methods
-    # A use case that batches its sites trains them all in one program per method.
-    groups = [sites] if uc.batch_sites else [(s,) for s in sites]
+    batch = _BATCH_SITES.value
+    if batch is None:
+        batch = uc.batch_sites or _QUICK.value
+    groups = _site_groups(uc, sites, batch)
     todo = [(g, m) for g in groups for m in chosen
             if not all(_finished(done, s, m) for s in g)]
     overall = progress.Overall(len(todo), _say)
     for group in groups:
         wss = {s: uc.load(s) for s in group}
-        label = uc.name if uc.batch_sites else f"{uc.name}/{group[0]}"
-        checkpoints = workdir / "checkpoints" / ("_sites" if uc.batch_sites else group[0])
+        label = f"{uc.name}/{group[0]}" if len(group) == 1 else uc.name
+        checkpoints = workdir / "checkpoints" / (group[0] if len(group) == 1
+                                                 else "+".join(group))
         for method in chosen:
             pending = {s: ws for s, ws in wss.items() if not _finished(done, s, method)}
             for s in set(wss) - set(pending):
@@ -347,6 +408,8 @@ def main():
     # module is the wrapper, so register this module's flags for it.
     for flag in flags.FLAGS.get_flags_for_module(__name__):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    # absl prints the main module's docstring above the flags.
+    sys.modules["__main__"].__doc__ = __doc__.split("\n\nResume:")[0]
     # Progress goes to stderr as plain lines; absl's INFO chatter (JAX's "Unable to
     # initialize backend 'tpu'") stays out of the way.
     logging.set_verbosity(logging.WARNING)

@@ -72,8 +72,23 @@ def as_split(data) -> "Split | None":
     return split._replace(windows=Windows(*(jnp.asarray(x) for x in split.windows)))
 
 
+def _array(values):
+    """jnp stays jnp (also inside jit: a metric may convert units), else NumPy."""
+    return values if isinstance(values, jax.Array) else np.asarray(values)
+
+
+def _like(values, constant: np.ndarray):
+    """``constant`` in the dtype of a jnp ``values`` (float64 stays for NumPy)."""
+    return constant.astype(values.dtype) if isinstance(values, jax.Array) else constant
+
+
 class Scaler(NamedTuple):
-    """Per-column MinMax scaler fitted on the training rows."""
+    """Per-column MinMax scaler fitted on the training rows.
+
+    ``transform`` / ``inverse`` / ``inverse_diff`` take NumPy or ``jnp`` arrays (also
+    traced ones, so a metric can be written in original units) and return the same
+    kind; ``columns`` names the last axis (default: every column, in frame order).
+    """
 
     columns: tuple[str, ...]
     low: np.ndarray  # [n_columns]
@@ -81,21 +96,26 @@ class Scaler(NamedTuple):
 
     def _idx(self, columns):
         columns = self.columns if columns is None else tuple(columns)
+        unknown = [c for c in columns if c not in self.columns]
+        if unknown:
+            raise ValueError(f"Scaler: unknown columns {unknown}; columns are "
+                             f"{list(self.columns)}")
         return np.array([self.columns.index(c) for c in columns])
 
     def transform(self, values, columns=None):
-        i = self._idx(columns)
-        return (np.asarray(values) - self.low[i]) / (self.high[i] - self.low[i])
+        """Maps values [..., len(columns)] in original units to scaled units."""
+        i, x = self._idx(columns), _array(values)
+        return (x - _like(x, self.low[i])) / _like(x, self.high[i] - self.low[i])
 
     def inverse(self, values, columns=None):
         """Maps scaled values [..., len(columns)] back to original units."""
-        i = self._idx(columns)
-        return np.asarray(values) * (self.high[i] - self.low[i]) + self.low[i]
+        i, x = self._idx(columns), _array(values)
+        return x * _like(x, self.high[i] - self.low[i]) + _like(x, self.low[i])
 
     def inverse_diff(self, values, columns=None):
         """Maps scaled differences (errors, margins) back to original units."""
-        i = self._idx(columns)
-        return np.asarray(values) * (self.high[i] - self.low[i])
+        i, x = self._idx(columns), _array(values)
+        return x * _like(x, self.high[i] - self.low[i])
 
 
 class WindowSet(NamedTuple):

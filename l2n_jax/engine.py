@@ -44,9 +44,12 @@ class TrainState:
     # The cost model's state at the end of the last step (stateful metrics: one per
     # training segment); () for a plain metric, so it adds no leaves.
     metric_state: Any = ()
+    # A run's fixed hyper-parameters (e.g. a pinball loss's tau when a grid of them
+    # trains in one program); () when there are none.
+    hyper: Any = ()
 
 
-def new_state(params, opt_state, replay=None, metric_state=()) -> TrainState:
+def new_state(params, opt_state, replay=None, metric_state=(), hyper=()) -> TrainState:
     """The state at the start of a run."""
     return TrainState(
         params=params,
@@ -58,6 +61,7 @@ def new_state(params, opt_state, replay=None, metric_state=()) -> TrainState:
         replay=replay,
         bad_step=jnp.array(-1, jnp.int32),
         metric_state=metric_state,
+        hyper=hyper,
     )
 
 
@@ -69,12 +73,14 @@ class Trainer(NamedTuple):
       steps_per_epoch: of the main phase, for the data the trainer was made for.
       networks: {'predictor': nets.Network, ...} (a method's own networks too).
       init: ``(key, start_params=None) -> TrainState``; ``start_params`` maps a
-        network name to parameters to start from instead of a fresh init.
+        network name to parameters to start from instead of a fresh init (and
+        'hyper' to the run's fixed hyper-parameters, for trainers that take some).
       pretrain: ``(key, state, train: Split) -> state`` (identity if none).
       layout: ``(train: Split) -> batching.Layout`` of the main phase.
       step: ``(train: Split) -> step(key, state, batch) -> (state, metrics)``, the
         step bound to this data (its schedules' run length, its bounds).
-      validate: ``(params, valid: Split) -> (criterion, {name: value})``.
+      validate: ``(state, valid: Split) -> (criterion, {name: value})`` of the
+        state's current parameters.
       epoch_start: ``state -> state`` at every epoch start (e.g. a stateful
         metric's sequence start).
       pretrain_epochs: epochs ``pretrain`` runs (counted in the budget; for
@@ -195,7 +201,7 @@ def build(trainer: Trainer, select: Callable = keep_best) -> Program:
                 step, layout, key, trainer.epoch_start(state), train, epoch
             )
             if valid is not None:
-                criterion, logged = trainer.validate(state.params, valid)
+                criterion, logged = trainer.validate(state, valid)
                 for name, value in logged.items():
                     history[name] = jnp.broadcast_to(value, (layout.steps,))
                 state = select(state, criterion, epoch)

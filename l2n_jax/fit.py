@@ -84,12 +84,27 @@ def _fingerprint(config, seeds, method, shapes, train: Split, valid: Split | Non
     return out
 
 
+def _per_site(name, values, sites):
+    """{site: pytree} -> the pytrees stacked over the sites, in their order."""
+    if not isinstance(values, Mapping) or set(values) != set(sites):
+        raise ValueError(f"{name} must map every site {list(sites)} to its value")
+    return jax.tree.map(lambda *x: jnp.stack(x), *(values[s] for s in sites))
+
+
+def _start_params(shaper, hyper, site_names):
+    """{'shaper': stacked over (sites and) seeds, 'hyper': over sites}, or None."""
+    start = {}
+    if shaper is not None:
+        start["shaper"] = _per_site("shaper", shaper, site_names) if site_names else shaper
+    if hyper is not None:
+        start["hyper"] = _per_site("hyper", hyper, site_names) if site_names else hyper
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), start) if start else None
+
+
 def _check_start(program, start_params, keys, sites):
-    """Start params must match the program's networks, stacked over (sites and)
-    seeds."""
-    if start_params is None:
-        return None
-    start_params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), start_params)
+    """A start shaper must match the program's, stacked over (sites and) seeds."""
+    if start_params is None or "shaper" not in start_params:
+        return start_params
     template = jax.eval_shape(program.init, keys[0]).params["shaper"]
     lead = (len(sites),) if sites is not None else ()
     want = jax.tree.map(lambda t: (*lead, len(keys), *t.shape), template)
@@ -102,7 +117,7 @@ def _check_start(program, start_params, keys, sites):
     return start_params
 
 
-def _vectorised(program, config, n_seeds, sites, tag, given: bool):
+def _vectorised(program, config, n_seeds, sites, tag, start_params):
     """(start, chunk, seed sharding): the program's start and epoch functions over
     seeds and sites, jitted; ``chunk(n)`` runs ``n`` epochs."""
     sharding = runs.seed_sharding(n_seeds, 0 if sites is None else 1, tag)
@@ -111,11 +126,15 @@ def _vectorised(program, config, n_seeds, sites, tag, given: bool):
         # lax.map keeps the seeds on one device; vmap lets jit split them.
         batching = "vmap"
     on_sites = sites is not None
-    sp = 0 if given else None
+    # A start shaper is one per seed; hyper-parameters are shared by the seeds.
+    seed_sp = None if start_params is None else {
+        k: (0 if k == "shaper" else None) for k in start_params}
+    site_sp = None if start_params is None else {k: 0 for k in start_params}
     # Data go in as arguments (not closed over), so XLA does not embed them as
     # constants in the compiled program.
     start = jax.jit(runs.over_runs(
-        program.start, (0, None, sp), (None, 0, sp) if on_sites else None, batching))
+        program.start, (0, None, seed_sp), (None, 0, site_sp) if on_sites else None,
+        batching))
 
     def chunk(n):
         return jax.jit(runs.over_runs(
@@ -130,7 +149,7 @@ def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
            fingerprint, sites, seeds, report):
     """Starts (or resumes) and runs every chunk; returns (Chunks, pretrain seconds)."""
     start, chunk, sharding = _vectorised(program, config, len(keys), sites, tag,
-                                         start_params is not None)
+                                         start_params)
     restored = None
     if checkpoint is not None:
         template = jax.eval_shape(start, keys, train, start_params)
@@ -206,18 +225,16 @@ def _results(program, config, done, t_pre, selected, seeds, method, shapes, site
 
 
 def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="",
-         checkpoint=None, segments=1, sites=False, shaper=None, pad=None, verbose=True):
+         checkpoint=None, segments=1, sites=False, shaper=None, pad=None, verbose=True,
+         hyper=None):
     """Trains every seed (and with ``sites``, every site of the mappings ``train``
     and ``valid``) in one program; returns a FitResult, or {site: FitResult}.
 
     ``shaper``: initial shaper params stacked over seeds ({site: ...} with sites).
+    ``hyper``: a fixed loss's ``theta`` ({site: theta} with sites).
     """
+    start_params = _start_params(shaper, hyper, tuple(train) if sites else None)
     if sites:
-        if shaper is not None:
-            if not isinstance(shaper, Mapping) or set(shaper) != set(train):
-                raise ValueError(f"shaper must map every site {list(train)} to shaper "
-                                 "params stacked over seeds")
-            shaper = jax.tree.map(lambda *x: jnp.stack(x), *(shaper[s] for s in train))
         sites, train, valid = stack_sites(train, valid, pad)
         first = Windows(*(x[0] for x in train.windows))  # what shapes and checks see
     else:
@@ -245,10 +262,10 @@ def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="
             "a StatefulMetric is scanned over the whole split in time order, which "
             "padding would break; truncate the sites to a common length"
         )
-    program = make_program(config, shapes, metric=metric, loss=loss, segments=segments)
+    program = make_program(config, shapes, metric=metric, loss=loss, segments=segments,
+                           hyper=hyper is not None)
     keys = runs.seed_keys(seeds)
-    start_params = _check_start(program, None if shaper is None else {"shaper": shaper},
-                                keys, sites)
+    start_params = _check_start(program, start_params, keys, sites)
     tag = f"[{label or method}]"
     fingerprint = None
     if checkpoint is not None:
@@ -256,8 +273,8 @@ def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="
             config, seeds, method, shapes, train, valid,
             segments=segments if stateful and loss is None else None,
             sites=list(sites) if sites is not None else None,
-            shaper=(ckpt_lib.data_digest(*jax.tree.leaves(shaper))
-                    if shaper is not None else None))
+            start=(ckpt_lib.data_digest(*jax.tree.leaves(start_params))
+                   if start_params is not None else None))
     done, t_pre = _train(program, config, keys, train, valid, start_params, tag,
                          checkpoint, fingerprint, sites, seeds, progress.reporter(verbose))
     selected = config.select_best and valid is not None
@@ -336,7 +353,7 @@ def fit_sites(config: Config, trains: Mapping[str, Windows], metric, *,
 def fit_fixed_loss(config: Config, train: Windows, loss: Callable, *,
                    seeds: Sequence[int] = (0,), valid: Windows | None = None, metric=None,
                    label: str = "", checkpoint: str | None = None,
-                   verbose: bool = True) -> FitResult:
+                   verbose: bool = True, hyper=None) -> FitResult:
     """Trains the same predictor on a fixed per-sample loss (a baseline).
 
     Same architecture, schedules, batch size and number of epochs as ``fit``
@@ -354,24 +371,30 @@ def fit_fixed_loss(config: Config, train: Windows, loss: Callable, *,
       label: prefix of progress lines.
       checkpoint: a file path to write and resume from (see ``fit``).
       verbose: print progress lines (see ``fit``).
+      hyper: with it, ``loss(prediction, target, hyper)`` (e.g.
+        ``l2n.losses.pinball_at`` and a tau); see ``fit_fixed_loss_sites`` for a
+        grid of them in one program.
     """
     if not callable(loss):
         raise ValueError(f"fit_fixed_loss: loss must be callable, got {loss!r}")
     name = getattr(loss, "__name__", "loss")
     return _run(config, train, valid, seeds, name, metric=metric, loss=loss, label=label,
-                checkpoint=checkpoint, verbose=verbose)
+                checkpoint=checkpoint, verbose=verbose, hyper=hyper)
 
 
 def fit_fixed_loss_sites(config: Config, trains: Mapping[str, Windows], loss: Callable,
                          *, seeds: Sequence[int] = (0,),
                          valids: Mapping[str, Windows] | None = None, metric=None,
                          label: str = "", checkpoint: str | None = None,
-                         pad: bool | None = None, verbose: bool = True
-                         ) -> dict[str, FitResult]:
+                         pad: bool | None = None, verbose: bool = True,
+                         hyper: Mapping | None = None) -> dict[str, FitResult]:
     """``fit_fixed_loss`` on several sites at once (see ``fit_sites``, also for
-    ``pad``)."""
+    ``pad``). ``hyper``: {site: theta} for ``loss(prediction, target, theta)``: a
+    "site" may be the same data under another theta, so a whole grid of a loss's
+    parameter (taus of the pinball loss) trains in one program."""
     if not callable(loss):
         raise ValueError(f"fit_fixed_loss_sites: loss must be callable, got {loss!r}")
     name = getattr(loss, "__name__", "loss")
     return _run(config, trains, valids, seeds, name, metric=metric, loss=loss,
-                label=label, checkpoint=checkpoint, sites=True, pad=pad, verbose=verbose)
+                label=label, checkpoint=checkpoint, sites=True, pad=pad, verbose=verbose,
+                hyper=hyper)

@@ -28,6 +28,13 @@ def msle(pred, target):
     return jnp.mean((lp - lt) ** 2)
 
 
+def pinball_at(pred, target, tau):
+    """The pinball loss at a (possibly traced) ``tau``: the family behind
+    ``pinball``, for a grid of taus trained in one program."""
+    diff = target - pred
+    return jnp.mean(jnp.maximum(tau * diff, (tau - 1.0) * diff))
+
+
 # Cached: equal arguments give the same function object, so a training keyed by its
 # loss (a methods.FitCache key) is shared between callers, e.g. two SLA fees.
 @functools.lru_cache(maxsize=None)

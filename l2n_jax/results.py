@@ -6,6 +6,7 @@ A FitResult carries the networks its program was built with, so ``predict`` and
 """
 
 import dataclasses
+import functools
 import json
 
 import flax.serialization
@@ -64,11 +65,8 @@ class FitResult:
 
     def predict(self, inputs) -> np.ndarray:
         """Decisions with eps = 0: inputs [N, S, L, F] -> [seeds, N, m]."""
-        predictor = self.networks["predictor"]
-        inputs = jnp.asarray(inputs, jnp.float32)
-        m = self.shapes.decision_dim
-        fn = jax.jit(jax.vmap(lambda p: nets.predict(predictor, p, inputs, m)))
-        return np.asarray(fn(self.params["predictor"]))
+        fn = _predictor_fn(self.config, self.shapes.input_shape, self.shapes.decision_dim)
+        return np.asarray(fn(self.params["predictor"], jnp.asarray(inputs, jnp.float32)))
 
     def shaper(self, decision, obs, v=None) -> np.ndarray:
         """The learned loss f_l(decision, obs[, v]): [N, m], [N, k][, [N, j]] -> [seeds, N].
@@ -88,9 +86,8 @@ class FitResult:
         if j:
             seen = jnp.concatenate([seen, jnp.asarray(v, jnp.float32).reshape(-1, j)], -1)
         x = variants.features(self.config)(jnp.asarray(decision, jnp.float32), seen)
-        shaper = self.networks["shaper"]
-        fn = jax.jit(jax.vmap(lambda s: shaper.apply(s, x)))
-        return np.asarray(fn(self.params["shaper"]))
+        fn = _shaper_fn(self.config, x.shape[-1])
+        return np.asarray(fn(self.params["shaper"], x))
 
     def save(self, path: str) -> None:
         """Writes parameters, config and metadata to one msgpack file."""
@@ -110,6 +107,25 @@ class FitResult:
         }
         with open(path, "wb") as f:
             f.write(flax.serialization.msgpack_serialize(blob))
+
+
+# One jitted function per network (and metric): results that share an architecture
+# and data shapes share the compiled program (methods predict on the same splits).
+@functools.lru_cache(maxsize=256)
+def _predictor_fn(config, input_shape, decision_dim):
+    predictor = nets.make_predictor(config, input_shape, decision_dim)
+    return jax.jit(jax.vmap(lambda p, x: nets.predict(predictor, p, x, decision_dim),
+                            in_axes=(0, None)))
+
+
+@functools.lru_cache(maxsize=256)
+def _shaper_fn(config, input_dim):
+    return jax.jit(jax.vmap(nets.make_shaper(config, input_dim).apply, in_axes=(0, None)))
+
+
+@functools.lru_cache(maxsize=256)
+def _scorer(metric):
+    return jax.jit(jax.vmap(batch_metric(metric), in_axes=(0, None)))
 
 
 def load(path: str) -> FitResult:
@@ -150,16 +166,20 @@ def history_frame(chunks, seeds, steps_per_epoch, firsts) -> pd.DataFrame:
     return df.drop(columns="i").reset_index(drop=True)
 
 
-def evaluate(result: FitResult, windows: Windows, metric, decisions=None) -> pd.DataFrame:
+def evaluate(result: FitResult, windows: Windows, metric, decisions=None,
+             units=None) -> pd.DataFrame:
     """True metric of a trained method on ``windows``, one row per seed.
 
     Args:
       result: a FitResult.
       windows: the split to evaluate (usually ``.test``).
       metric: per-sample metric, or a StatefulMetric (scanned over the whole split
-        in time order from ``metric.init()``).
+        in time order from ``metric.init()``). The cost is in whatever units the
+        metric returns (a metric may convert with ``data.scaler.inverse``).
       decisions: optional [seeds, N, m] decisions to score instead of
         ``result.predict`` (e.g. after adding a tuned margin).
+      units: the ``WindowSet`` the windows come from: ``rmse`` and ``mae`` are then
+        in the original units of its target columns (else in scaled units).
 
     Returns:
       DataFrame with columns seed, method, cost, rmse, mae, under_rate.
@@ -167,7 +187,13 @@ def evaluate(result: FitResult, windows: Windows, metric, decisions=None) -> pd.
     windows = as_windows(windows, "windows")
     if decisions is None:
         decisions = result.predict(windows.inputs)
-    return score(decisions, windows, metric, seeds=result.seeds, method=result.method)
+    df = score(decisions, windows, metric, seeds=result.seeds, method=result.method)
+    if units is not None:
+        err = np.asarray(decisions, np.float64) - np.asarray(windows.targets)[None]
+        err = units.scaler.inverse_diff(err, units.target_columns)
+        df["rmse"] = np.sqrt((err**2).mean(axis=(1, 2)))
+        df["mae"] = np.abs(err).mean(axis=(1, 2))
+    return df
 
 
 def score(decisions, windows: Windows, metric, seeds, method: str) -> pd.DataFrame:
@@ -179,7 +205,7 @@ def score(decisions, windows: Windows, metric, seeds, method: str) -> pd.DataFra
             f"{windows.targets.shape[1]}], got {decisions.shape}"
         )
     obs = jnp.asarray(windows.obs, jnp.float32)
-    costs = jax.jit(jax.vmap(lambda d: batch_metric(metric)(d, obs)))(decisions)
+    costs = _scorer(metric)(decisions, obs)
     err = np.asarray(decisions) - np.asarray(windows.targets)[None]
     return pd.DataFrame(
         {

@@ -79,7 +79,7 @@ class FixedLossParts(NamedTuple):
     """What ``fixed_loss_step`` is made of (``l2n_jax.train.fixed_loss_trainer``)."""
 
     predict: Callable  # (params, inputs) -> predictions [B, m] (eps = 0)
-    loss: Callable  # (predictions [B, m], targets [B, m]) -> [B]
+    loss: Callable  # (predictions [B, m], targets [B, m], theta) -> [B]
     lr: Callable  # step -> learning rate (logged)
     tx: optax.GradientTransformation
     train_cost: Callable  # (predictions, obs) -> {} or {'cost': the true metric}
@@ -92,7 +92,7 @@ def fixed_loss_step(parts: FixedLossParts, key, state, batch):
 
     def objective(p):
         pred = parts.predict(p, batch.inputs)
-        return jnp.mean(parts.loss(pred, batch.targets)), pred
+        return jnp.mean(parts.loss(pred, batch.targets, state.hyper)), pred
 
     (value, pred), grad = jax.value_and_grad(objective, has_aux=True)(params)
     updates, opt = parts.tx.update(grad, state.opt_state["predictor"], params)

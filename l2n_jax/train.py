@@ -170,8 +170,8 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
         return engine.skip_nonfinite(functools.partial(steps.loss2net_step, parts),
                                      watch=("cost", "shaper_loss", "predictor_loss"))
 
-    def validate(params, valid: Split):
-        pred = nets.predict(predictor, params["predictor"], valid.windows.inputs, m)
+    def validate(state, valid: Split):
+        pred = nets.predict(predictor, state.params["predictor"], valid.windows.inputs, m)
         cost_value = _valid_mean(valid, metric_b(pred, valid.windows.obs))
         return cost_value, {"valid_cost": cost_value}
 
@@ -189,15 +189,19 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
     )
 
 
-def fixed_loss_trainer(config: Config, shapes: Shapes, loss: Callable, metric=None):
+def fixed_loss_trainer(config: Config, shapes: Shapes, loss: Callable, metric=None,
+                       hyper: bool = False):
     """A baseline: the same predictor trained on a fixed per-sample loss, eps = 0.
 
     It stops early on its own validation loss (standard practice); ``metric``, when
-    given, is logged (train and validation) but chooses nothing.
+    given, is logged (train and validation) but chooses nothing. With ``hyper`` the
+    loss is ``loss(pred, target, theta)`` and each run's ``theta`` comes from
+    ``init(key, {'hyper': theta})`` (a grid of them on the run axis).
     """
     m = shapes.decision_dim
     predictor = nets.make_predictor(config, shapes.input_shape, m)
-    loss_b = jax.vmap(loss)
+    family = loss if hyper else (lambda pred, target, theta: loss(pred, target))
+    loss_b = jax.vmap(family, in_axes=(0, 0, None))
     stateful = isinstance(metric, StatefulMetric)
     metric_b = batch_metric(metric) if metric is not None else None
     n_steps = batching.shuffled(config.batch_size, shapes.n_train).steps
@@ -209,12 +213,15 @@ def fixed_loss_trainer(config: Config, shapes: Shapes, loss: Callable, metric=No
         return {"cost": jnp.mean(metric_b(pred, obs))}
 
     def init(key, start_params=None):
+        start_params = dict(start_params or {})
+        theta = start_params.pop("hyper", ())
         if start_params:
-            raise ValueError("a fixed-loss baseline has no shaper to start from")
+            raise ValueError(f"a fixed-loss baseline cannot start from {sorted(start_params)}")
         params = {"predictor": predictor.init(jax.random.split(
             jax.random.fold_in(key, engine.INIT))[0])}
         tx = variants.predictor_optimizer(schedules.constant(0.0))
-        return engine.new_state(params, {"predictor": tx.init(params["predictor"])})
+        return engine.new_state(params, {"predictor": tx.init(params["predictor"])},
+                                hyper=theta)
 
     def step(train: Split):
         live = batching.for_split(config.batch_size, train).live_steps
@@ -227,13 +234,14 @@ def fixed_loss_trainer(config: Config, shapes: Shapes, loss: Callable, metric=No
         # Not guarded: fixed losses are library-defined (no black box can go NaN).
         return functools.partial(steps.fixed_loss_step, parts)
 
-    def validate(params, valid: Split):
-        pred = nets.predict(predictor, params["predictor"], valid.windows.inputs, m)
+    def validate(state, valid: Split):
+        pred = nets.predict(predictor, state.params["predictor"], valid.windows.inputs, m)
         logged = {}
         if metric_b is not None:
             logged["valid_cost"] = _valid_mean(valid, metric_b(pred, valid.windows.obs))
         # Any knob (margin, tau) is tuned on the true metric by the caller.
-        logged["valid_loss"] = _valid_mean(valid, loss_b(pred, valid.windows.targets))
+        logged["valid_loss"] = _valid_mean(
+            valid, loss_b(pred, valid.windows.targets, state.hyper))
         return logged["valid_loss"], logged
 
     return engine.Trainer(
@@ -250,7 +258,7 @@ def fixed_loss_trainer(config: Config, shapes: Shapes, loss: Callable, metric=No
 
 
 def make_program(config: Config, shapes: Shapes, metric=None, loss: Callable | None = None,
-                 segments: int = 1) -> Program:
+                 segments: int = 1, hyper: bool = False) -> Program:
     """The training program of Loss2Net (``loss=None``) or of a fixed loss.
 
     Args:
@@ -263,9 +271,11 @@ def make_program(config: Config, shapes: Shapes, metric=None, loss: Callable | N
         baseline.
       segments: StatefulMetric only: contiguous time segments per Loss2Net batch;
         ``batch_size`` must be a multiple of it.
+      hyper: a fixed loss only: ``loss(prediction, target, theta)`` with a run's
+        ``theta`` from ``init(key, {'hyper': theta})``.
     """
     if loss is None:
         trainer = loss2net_trainer(config, shapes, metric, segments)
     else:
-        trainer = fixed_loss_trainer(config, shapes, loss, metric)
+        trainer = fixed_loss_trainer(config, shapes, loss, metric, hyper)
     return engine.build(trainer, engine.keep_best if config.select_best else engine.keep_last)

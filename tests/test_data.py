@@ -1,5 +1,7 @@
 """make_windows: shapes, chronological split, train-only scaling, errors."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -231,3 +233,37 @@ def test_peak_scaling_keeps_zero_and_maps_the_training_peak_to_one():
         l2n.make_windows(frame - 1.0, ["load"], 8, scale="peak")
     with pytest.raises(ValueError, match="scale must be"):
         l2n.make_windows(frame, ["load"], 8, scale="zscore")
+
+
+def test_a_metric_can_work_in_original_units_under_jit():
+    frame = pd.DataFrame({"load": 1000.0 + 50.0 * np.sin(np.arange(300) / 5.0)})
+    ws = l2n.make_windows(frame, ["load"], lookback=6)
+
+    def cost_mw(decision, obs):  # the cost written in MW, decisions arrive scaled
+        d = ws.scaler.inverse(decision, ["load"])[0]
+        y = ws.scaler.inverse(obs, ["load"])[0]
+        return jnp.where(d < y, 100.0, d - y)
+
+    d = np.asarray(ws.test.targets) + 0.1
+    got = jax.jit(jax.vmap(cost_mw))(jnp.asarray(d), jnp.asarray(ws.test.obs))
+    span = ws.scaler.high[0] - ws.scaler.low[0]
+    np.testing.assert_allclose(got, 0.1 * span, rtol=1e-4)
+    # NumPy in, NumPy out (float64); jnp in, jnp out.
+    assert isinstance(ws.scaler.inverse(np.zeros((2, 1)), ["load"]), np.ndarray)
+    assert isinstance(ws.scaler.transform(jnp.zeros((2, 1)), ["load"]), jax.Array)
+    with pytest.raises(ValueError, match="unknown columns"):
+        ws.scaler.inverse(np.zeros((2, 1)), ["mw"])
+
+
+def test_evaluate_reports_errors_in_original_units_when_asked():
+    frame = pd.DataFrame({"load": 1000.0 + 50.0 * np.sin(np.arange(400) / 5.0)})
+    ws = l2n.make_windows(frame, ["load"], lookback=6)
+    config = l2n.Config(epochs=2, pretrain_epochs=1, batch_size=32, ir_mlp=(8,),
+                        assembler=(8,), shaper_hidden=(8,), log_every=1)
+    cost = lambda d, y: jnp.sum(jnp.abs(d - y))
+    r = l2n.fit_fixed_loss(config, ws.train, l2n.losses.mse, verbose=False)
+    scaled = l2n.evaluate(r, ws.test, cost)
+    real = l2n.evaluate(r, ws.test, cost, units=ws)
+    span = ws.scaler.high[0] - ws.scaler.low[0]
+    np.testing.assert_allclose(real["rmse"], scaled["rmse"] * span, rtol=1e-4)
+    np.testing.assert_allclose(real["cost"], scaled["cost"])

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import l2n_jax as l2n
-from l2n_jax import losses, methods
+from l2n_jax import combinators, losses, methods
 
 from conftest import asymmetric_cost, make_series, tiny_config
 
@@ -26,9 +26,12 @@ def ws():
 
 
 @pytest.fixture
-def scratch_registry(monkeypatch):
+def scratch_registry():
     """Registrations made by a test are forgotten after it."""
-    monkeypatch.setattr(methods, "REGISTRY", dict(methods.REGISTRY))
+    saved = dict(methods.REGISTRY)
+    yield
+    methods.REGISTRY.clear()
+    methods.REGISTRY.update(saved)
 
 
 def _task(ws, **kw):
@@ -92,8 +95,8 @@ def test_with_margin_adds_its_knob_to_every_decision(ws):
 
 def test_the_fit_cache_trains_a_shared_loss_once(ws, monkeypatch):
     calls = []
-    real = methods.fit_fixed_loss
-    monkeypatch.setattr(methods, "fit_fixed_loss",
+    real = combinators.fit_fixed_loss
+    monkeypatch.setattr(combinators, "fit_fixed_loss",
                         lambda *a, **k: calls.append(a[2].__name__) or real(*a, **k))
     task = _task(ws, cache=methods.FitCache())
     plain = methods.run("mse", task)
@@ -146,3 +149,25 @@ def test_help_exits_0_and_names_the_defaults_per_use_case(tmp_path):
     text = re.sub(r"\s+", " ", proc.stdout + proc.stderr)
     for piece in ("netalloc: 60", "power: 18", "acra: S4", "--plugins", "knapsack"):
         assert piece in text, piece
+
+
+def test_pinball_tuned_trains_its_grid_in_one_program_then_zooms(ws, monkeypatch):
+    calls = []
+    real = combinators.fit_fixed_loss_sites
+    monkeypatch.setattr(combinators, "fit_fixed_loss_sites",
+                        lambda *a, **k: calls.append(sorted(k["hyper"].values()))
+                        or real(*a, **k))
+    task = _task(ws, options=methods.Options(taus=(0.5, 0.8, 0.95)))
+    row = methods.run("pinball_tuned", task).rows
+    coarse, zoomed = calls  # two programs: the grid, then the grid around its best
+    assert coarse == [0.5, 0.8, 0.95] and len(zoomed) == 3
+    tau = row["knob"].iloc[0]
+    assert tau in coarse + zoomed and (row["knob"] == tau).all()
+
+
+def test_zoom_logit_refines_inside_and_extends_past_the_edge():
+    grid = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+    inside = combinators.zoom_logit(0.9, grid)
+    assert len(inside) == 7 and 0.8 < min(inside) and max(inside) < 0.95
+    top = combinators.zoom_logit(0.99, grid)
+    assert max(top) > 0.99 and min(top) > 0.98  # past the grid's top

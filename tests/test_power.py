@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import l2n_jax as l2n
-from l2n_jax import methods
+from l2n_jax import combinators, methods
 from l2n_jax.metrics import batch_metric
 from usecases import REGISTRY, power
 
@@ -76,13 +76,13 @@ def test_a_method_trains_every_site_of_its_task_in_one_program(monkeypatch):
     metric = power.make_metric()
     config = tiny_config(epochs=2, pretrain_epochs=1, batch_size=32)
     calls = []
-    real = methods.fit_fixed_loss_sites
+    real = combinators.fit_fixed_loss_sites
 
     def counting(*args, **kwargs):
         calls.append(tuple(args[1]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(methods, "fit_fixed_loss_sites", counting)
+    monkeypatch.setattr(combinators, "fit_fixed_loss_sites", counting)
     task = methods.Task(config, sets, metric, (0, 1), power.options(), label="power",
                         cache=methods.FitCache())
     margin = methods.run("mse_margin", task).rows

@@ -114,10 +114,15 @@ def _knapsack(forecasts, ws, margin, solver="exact"):
     ])
 
 
+@functools.lru_cache(maxsize=8)
+def _costs(metric):
+    return jax.jit(jax.vmap(metric))
+
+
 def tune_margin(valid_forecasts, ws, metric, margins=MARGINS) -> np.ndarray:
     """Per seed, the knapsack head-room margin of lowest true validation cost."""
     obs = jnp.asarray(ws.valid.obs)
-    cost = jax.jit(jax.vmap(metric))
+    cost = _costs(metric)
     p = _params(ws)
     best = []
     for f in np.asarray(valid_forecasts):
