@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from absl import app, flags, logging
 
-from l2n_jax import compare, methods
+from l2n_jax import methods, tables
 from usecases import REGISTRY, power
 
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke budget: tiny nets, 4000 hours, 2 seeds.")
@@ -131,7 +131,7 @@ def lstm_measurement(ws, metric, options, n_seeds, epochs, out):
         f"one output layer, {epochs} epochs at batch {config.batch_size} "
         f"({config.pretrain_epochs} MSE pre-training for Loss2Net), {n_seeds} seeds "
         f"(one program per seed), same data, metric and shaper as Table 1. Wall time "
-        f"{sum(timing.values()):.0f} s.\n\n" + compare.summary_table(lstm)
+        f"{sum(timing.values()):.0f} s.\n\n" + tables.summary_table(lstm)
     )
     (out / "lstm.md").write_text(text)
     return lstm, timing

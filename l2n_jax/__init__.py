@@ -20,11 +20,13 @@ from l2n_jax.fit import NonFiniteError, fit, fit_fixed_loss, fit_fixed_loss_site
 from l2n_jax.metrics import CostModel, HostMetric, StatefulMetric, host_metric
 from l2n_jax.results import FitResult, evaluate, load, score
 from l2n_jax.runs import over_runs
+from l2n_jax.tables import Comparison, compare
 from l2n_jax.train import Shapes, make_program
 
 __all__ = [
     "__version__",
     "Config",
+    "Comparison",
     "CostModel",
     "FitResult",
     "HostMetric",
@@ -37,6 +39,7 @@ __all__ = [
     "TrainState",
     "Windows",
     "WindowSet",
+    "compare",
     "evaluate",
     "fit",
     "fit_fixed_loss",

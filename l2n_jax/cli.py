@@ -35,8 +35,7 @@ from absl import app, flags, logging
 
 import usecases
 from l2n_jax import methods as methods_lib
-from l2n_jax import progress
-from l2n_jax.compare import summary_table
+from l2n_jax import progress, tables
 from l2n_jax.fit import NonFiniteError
 from l2n_jax.loop import Interrupted
 
@@ -291,11 +290,27 @@ def _main(argv):
                 "config": dataclasses.asdict(config)}
     done = _prepare_workdir(workdir, run_info, _OVERWRITE.value)
     (workdir / "config.json").write_text(json.dumps(run_info, indent=2))
-    results = _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done)
+    header = _header(uc, params, seeds, config)
+    results = _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done,
+                         header)
     # Every training finished and its rows are written: the checkpoints are spent.
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
-    print((uc.summary or summary_table)(results))
+    print((uc.summary or tables.summary_table)(results))
+    plot = workdir / "results.png"
+    if tables.plot_costs(results, plot, f"{uc.name}: test cost per method and site"):
+        _say(f"l2n_train: wrote {plot}")
     _say(f"l2n_train: wrote {workdir / 'results.csv'} and {workdir / 'results.md'}")
+
+
+def _header(uc, params, seeds, config) -> str:
+    """The head of results.md: what was decided, the cost and its units, the run."""
+    text = uc.describe(**params) if uc.describe else ""
+    command = "l2n_train " + " ".join(a for a in sys.argv[1:] if not a.startswith("--work"))
+    return (f"# {uc.name}: test cost per site × method (lower is better)\n\n{text}\n\n"
+            f"Command: `{command}`; seeds {seeds[0]}..{seeds[-1]}; every network method "
+            f"{config.epochs} epochs at batch {config.batch_size} of the same predictor"
+            f"{f' (Loss2Net: {config.pretrain_epochs} of them MSE pre-training)' if config.pretrain_epochs else ''}; "
+            "knobs tuned on the validation split with the true metric.\n\n")
 
 
 def _say(text):
@@ -317,7 +332,7 @@ def _site_groups(uc, sites, batch):
     return [tuple(g) for g in groups.values()]
 
 
-def _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done):
+def _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done, header):
     """Every (site group, method) not already in ``done``; rows written after each."""
     frames = [] if done is None else [done]
     cache = methods_lib.FitCache()  # trainings shared between this run's methods
@@ -347,8 +362,8 @@ def _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done):
             rows.insert(0, "usecase", uc.name)
             frames.append(rows.rename(columns={"cost": "test_cost"}))
             # Written after every method so a long run leaves partial results.
-            _write(workdir, frames, uc)
-    return _write(workdir, frames, uc)
+            _write(workdir, frames, uc, header)
+    return _write(workdir, frames, uc, header)
 
 
 def _prepare_workdir(workdir, run_info, overwrite):
@@ -388,14 +403,14 @@ def _jsonable(value):
     return json.loads(json.dumps(value))
 
 
-def _write(workdir, frames, uc):
+def _write(workdir, frames, uc, header=""):
     results = pd.concat(frames, ignore_index=True)
     # Sites in the use case's order (a batched use case finishes method by method).
     order = {s: i for i, s in enumerate(uc.sites)}
     results = results.sort_values("site", key=lambda c: c.map(order), kind="stable",
                                   ignore_index=True)
     results.to_csv(workdir / "results.csv", index=False)
-    (workdir / "results.md").write_text((uc.summary or summary_table)(results))
+    (workdir / "results.md").write_text(header + (uc.summary or tables.summary_table)(results))
     return results
 
 

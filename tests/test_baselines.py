@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import l2n_jax as l2n
-from l2n_jax import baselines, compare, losses, methods
+from l2n_jax import baselines, losses, methods, tables
 
 from conftest import UNDER_WEIGHT, asymmetric_cost, asymmetric_cost_np, make_series
 
@@ -169,12 +169,56 @@ def test_summary_table_has_one_row_per_site_and_method_with_ratios():
         "forecast_rmse": [0.1] * 6,
         "under_rate": [0.2] * 6,
     })
-    table = compare.summary_table(df)
+    table = tables.summary_table(df)
     lines = [l for l in table.splitlines() if l.startswith(("| s1 ", "| s2 "))]
     assert len(lines) == 4
     l2n_s1 = next(l for l in lines if l.startswith("| s1 | loss2net"))
-    assert "2.00000 ± 1.41421" in l2n_s1 and "| 1.00 |" in l2n_s1
+    assert "2.00000 ± 1.41421 | 2.00000 | 1.00 |" in l2n_s1
     mse_s1 = next(l for l in lines if l.startswith("| s1 | mse"))
-    assert "| 2.00 |" in mse_s1  # mean 4.0 vs loss2net's mean 2.0
+    assert "| 2.00 |" in mse_s1  # median 4.0 vs loss2net's median 2.0
     mse_s2 = next(l for l in lines if l.startswith("| s2 | mse"))
     assert "| 0.50 |" in mse_s2
+    assert "lower is better" in table
+
+
+def test_a_diverged_seed_is_flagged_and_does_not_drive_the_ratio():
+    costs = [0.05, 0.06, 0.05, 0.055, 9.0] + [0.1] * 5
+    df = pd.DataFrame({"site": "a", "method": ["loss2net"] * 5 + ["mse"] * 5,
+                       "seed": list(range(5)) * 2, "test_cost": costs,
+                       "forecast_rmse": 0.1, "under_rate": 0.1})
+    table = tables.summary_table(df)
+    row = next(l for l in table.splitlines() if l.startswith("| a | loss2net"))
+    assert "5 (1 diverged)" in row
+    mse = next(l for l in table.splitlines() if l.startswith("| a | mse"))
+    assert "| 1.82 |" in mse  # 0.1 / median 0.055, not / the mean 1.84
+
+
+def test_without_loss2net_the_first_method_is_the_reference():
+    df = pd.DataFrame({"site": "a", "method": ["mse", "mae"], "seed": 0,
+                       "test_cost": [2.0, 1.0], "forecast_rmse": 0.1, "under_rate": 0.1})
+    table = tables.summary_table(df)
+    assert "× mse" in table and "nan" not in table and "| 0.50 |" in table
+
+
+def test_compare_runs_loss2net_and_the_tuned_baselines_on_a_users_data(small_windowset):
+    config = l2n.Config(epochs=3, pretrain_epochs=1, batch_size=32, ir_mlp=(8,),
+                        assembler=(8,), shaper_hidden=(16, 16), log_every=3)
+    result = l2n.compare(small_windowset, asymmetric_cost, config=config, seeds=(0, 1),
+                         verbose=False)
+    rows = result.rows
+    assert list(dict.fromkeys(rows["method"])) == ["loss2net", *tables.BASELINES]
+    assert rows.groupby("method").size().eq(2).all() and np.isfinite(rows["test_cost"]).all()
+    tuned = rows[rows["method"] == "pinball_tuned"]
+    assert tuned["knob"].between(0, 1).all()
+    assert "| data | pinball_tuned |" in result.markdown()
+    assert set(result.fits["loss2net"]) == {"data"}
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        l2n.compare(small_windowset, asymmetric_cost, methods=("loss2net", "nope"))
+
+
+def test_plot_costs_writes_a_figure(tmp_path):
+    pytest.importorskip("matplotlib")
+    df = pd.DataFrame({"site": ["a"] * 4, "method": ["x", "x", "y", "y"], "seed": [0, 1] * 2,
+                       "test_cost": [0.1, 0.2, 1.0, 3.0]})
+    assert tables.plot_costs(df, tmp_path / "costs.png")
+    assert (tmp_path / "costs.png").stat().st_size > 1000

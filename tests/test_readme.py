@@ -6,6 +6,7 @@ import re
 import chex
 import jax
 import numpy as np
+import pandas as pd
 
 import l2n_jax as l2n
 
@@ -36,3 +37,25 @@ def test_the_engine_snippet_trains_eight_seeds_in_one_program(windowset):
     chex.assert_trees_all_close(jax.tree.map(lambda x: x[3], states.params), one.params,
                                 rtol=1e-4, atol=1e-5)
     assert np.isfinite(np.asarray(scope["history"]["cost"])).all()
+
+
+def test_the_metric_snippet_runs_on_a_users_csv(tmp_path, monkeypatch):
+    """The "Your own metric" snippet, verbatim but for the budget, on a CSV."""
+    (snippet,) = [b for b in _python_blocks() if "my_load.csv" in b]
+    t = np.arange(600)
+    frame = pd.DataFrame({"load": 1000 + 100 * np.sin(2 * np.pi * t / 24)
+                          + 10 * np.random.default_rng(0).normal(size=t.size)},
+                         index=pd.date_range("2024-01-01", periods=t.size, freq="h"))
+    frame.to_csv(tmp_path / "my_load.csv")
+    monkeypatch.chdir(tmp_path)
+    snippet = snippet.replace("l2n.Config(epochs=60, batch_size=64)",
+                              "l2n.Config(epochs=3, pretrain_epochs=1, batch_size=32, "
+                              "ir_mlp=(8,), assembler=(8,), shaper_hidden=(16, 16))")
+    snippet = snippet.replace("seeds=range(5)", "seeds=range(2), verbose=False")
+    scope = {}
+    exec(snippet, scope)
+    rows = scope["table"].rows
+    assert set(rows["method"]) >= {"loss2net", "pinball_tuned", "mse_margin"}
+    assert np.isfinite(rows["test_cost"]).all()
+    mw = scope["decisions_mw"]
+    assert mw.shape[1] == 1 and 700 < float(np.median(mw)) < 1300  # original units

@@ -98,6 +98,13 @@ def _columns(rows: pd.DataFrame, decisions, ws: WindowSet) -> dict:
     return {"profit": -rows["cost"], "accepted": np.asarray(accepted).mean(axis=1)}
 
 
+def describe() -> str:
+    return ("Every hour, reserve capacity for each of S clients sharing a capacity C "
+            "(0 rejects a client). Cost: minus the normalised profit a hidden emulator "
+            "reports (QoE-dependent revenue, churn, opex, over-booking penalty), so "
+            "profit = −cost and higher profit is better.")
+
+
 def options() -> Options:
     return Options(columns=_columns)
 
@@ -215,5 +222,6 @@ USECASE = UseCase(
     methods=METHODS,
     options=options,
     default_sites=("S4",),
+    describe=describe,
     summary=summary_table,
 )

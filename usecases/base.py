@@ -23,7 +23,9 @@ class UseCase(NamedTuple):
       methods: methods run by default (names in ``l2n_jax.methods.REGISTRY``).
       options: ``options(**params) -> methods.Options``.
       default_sites: sites run when ``--sites`` is not given (default: all).
-      summary: ``summary(results) -> Markdown`` replacing ``compare.summary_table``.
+      summary: ``summary(results) -> Markdown`` replacing ``tables.summary_table``.
+      describe: ``describe(**params) -> Markdown``: what is decided, the cost and
+        its units (the head of results.md).
       batch_sites: every method trains all requested sites in one program
         (``l2n.fit_sites``) instead of one site after another.
     """
@@ -38,6 +40,7 @@ class UseCase(NamedTuple):
     default_sites: tuple[str, ...] | None = None
     summary: Callable | None = None
     batch_sites: bool = False
+    describe: Callable[..., str] | None = None
 
 
 def quick_config() -> Config:

@@ -74,6 +74,13 @@ def get_config(quick: bool = False) -> Config:
     )
 
 
+def describe(beta: float = BETA, gamma: float = GAMMA) -> str:
+    return ("Every 5 minutes, reserve capacity ŷ for the next 5 minutes of traffic y. "
+            f"Cost of a decision: beta·1[ŷ < y] + gamma·(ŷ − y)·1[ŷ ≥ y], beta = {beta:g}, "
+            f"gamma = {gamma:g}, in scaled units (each site's training traffic spans "
+            "[0, 1]).")
+
+
 def options(beta: float = BETA, gamma: float = GAMMA) -> Options:
     return Options(alpha=beta / gamma)
 
@@ -89,4 +96,5 @@ USECASE = UseCase(
         "persistence_margin", "ar_margin",
     ),
     options=options,
+    describe=describe,
 )

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from l2n_jax.compare import summary_table
+from l2n_jax.tables import summary_table
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
 from l2n_jax.methods import Options
@@ -128,6 +128,13 @@ def get_config(quick: bool = False) -> Config:
     )
 
 
+def describe(beta: float = BETA, gamma: float = GAMMA) -> str:
+    return ("Every hour, provision ŷ for the next hour's PJM load y (one site per "
+            f"region). An outage (ŷ < y) costs beta = {beta:g}, plus the previous hour's "
+            f"cost if that hour was an outage too; over-provisioning costs gamma = "
+            f"{gamma:g} per unit; scaled units (the training load spans [0, 1]).")
+
+
 def options(beta: float = BETA, gamma: float = GAMMA) -> Options:
     """alpha-OMC with alpha = beta / gamma (it cannot see the recursion)."""
     return Options(alpha=beta / gamma, taus=(0.7, 0.9, 0.95, 0.99), segments=SEGMENTS)
@@ -201,4 +208,5 @@ USECASE = UseCase(
     options=options,
     summary=summary,
     batch_sites=True,
+    describe=describe,
 )

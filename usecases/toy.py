@@ -77,6 +77,11 @@ def get_config(quick: bool = False) -> Config:
     )
 
 
+def describe() -> str:
+    return ("Decide the mean of the next values of n uncorrelated synthetic series "
+            "(sites n2 … n12). Cost: |ŷ − mean|, in scaled units.")
+
+
 def options() -> Options:
     return Options()
 
@@ -89,4 +94,5 @@ USECASE = UseCase(
     get_config=get_config,
     methods=("loss2net", "mse", "mae", "persistence", "ar"),
     options=options,
+    describe=describe,
 )
