@@ -25,17 +25,16 @@ import dataclasses
 import importlib
 import json
 import os
-import pathlib
 import shutil
 import sys
 
 import jax
-import pandas as pd
 from absl import app, flags, logging
 
 import usecases
 from l2n_jax import methods as methods_lib
 from l2n_jax import progress, tables
+from l2n_jax import workdir as workdir_lib
 from l2n_jax.fit import NonFiniteError
 from l2n_jax.loop import Interrupted
 
@@ -209,18 +208,6 @@ def _config(uc):
         raise app.UsageError(str(e)) from None
 
 
-def _workdir(name):
-    workdir = pathlib.Path(_WORKDIR.value or os.path.join("runs", name))
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise app.UsageError(f"--workdir={workdir} is not writable: {e.strerror}") from None
-    return workdir
-
-
 def _selection():
     """(use case, methods, sites) the flags ask for, each checked."""
     name = _USECASE.value
@@ -277,7 +264,7 @@ def _main(argv):
     name = uc.name
     params = _metric_params(name)
     config = _config(uc)
-    workdir = _workdir(name)
+    workdir = workdir_lib.make(_WORKDIR.value or os.path.join("runs", name))
     seeds = tuple(range(_SEED_OFFSET.value, _SEED_OFFSET.value + _SEEDS.value))
     try:
         metric = uc.make_metric(**params)
@@ -288,9 +275,9 @@ def _main(argv):
          f"seeds {seeds[0]}..{seeds[-1]}, on {devices}; results in {workdir}")
     run_info = {"usecase": name, "metric_params": params, "seeds": list(seeds),
                 "config": dataclasses.asdict(config)}
-    done = _prepare_workdir(workdir, run_info, _OVERWRITE.value)
+    done = workdir_lib.prepare(workdir, run_info, _OVERWRITE.value)
     (workdir / "config.json").write_text(json.dumps(run_info, indent=2))
-    header = _header(uc, params, seeds, config)
+    header = workdir_lib.header(uc, params, seeds, config, sys.argv[1:])
     results = _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done,
                          header)
     # Every training finished and its rows are written: the checkpoints are spent.
@@ -302,23 +289,8 @@ def _main(argv):
     _say(f"l2n_train: wrote {workdir / 'results.csv'} and {workdir / 'results.md'}")
 
 
-def _header(uc, params, seeds, config) -> str:
-    """The head of results.md: what was decided, the cost and its units, the run."""
-    text = uc.describe(**params) if uc.describe else ""
-    command = "l2n_train " + " ".join(a for a in sys.argv[1:] if not a.startswith("--work"))
-    return (f"# {uc.name}: test cost per site × method (lower is better)\n\n{text}\n\n"
-            f"Command: `{command}`; seeds {seeds[0]}..{seeds[-1]}; every network method "
-            f"{config.epochs} epochs at batch {config.batch_size} of the same predictor"
-            f"{f' (Loss2Net: {config.pretrain_epochs} of them MSE pre-training)' if config.pretrain_epochs else ''}; "
-            "knobs tuned on the validation split with the true metric.\n\n")
-
-
 def _say(text):
     progress.to_stderr(text)
-
-
-def _finished(done, site, method) -> bool:
-    return done is not None and ((done["site"] == site) & (done["method"] == method)).any()
 
 
 def _site_groups(uc, sites, batch):
@@ -341,7 +313,7 @@ def _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done, 
         batch = uc.batch_sites or _QUICK.value
     groups = _site_groups(uc, sites, batch)
     todo = [(g, m) for g in groups for m in chosen
-            if not all(_finished(done, s, m) for s in g)]
+            if not all(workdir_lib.finished(done, s, m) for s in g)]
     overall = progress.Overall(len(todo), _say)
     for group in groups:
         wss = {s: uc.load(s) for s in group}
@@ -349,7 +321,7 @@ def _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done, 
         checkpoints = workdir / "checkpoints" / (group[0] if len(group) == 1
                                                  else "+".join(group))
         for method in chosen:
-            pending = {s: ws for s, ws in wss.items() if not _finished(done, s, method)}
+            pending = {s: ws for s, ws in wss.items() if not workdir_lib.finished(done, s, method)}
             for s in set(wss) - set(pending):
                 _say(f"[{uc.name}/{s}/{method}] already in results.csv, skipped")
             if not pending:
@@ -362,56 +334,8 @@ def _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done, 
             rows.insert(0, "usecase", uc.name)
             frames.append(rows.rename(columns={"cost": "test_cost"}))
             # Written after every method so a long run leaves partial results.
-            _write(workdir, frames, uc, header)
-    return _write(workdir, frames, uc, header)
-
-
-def _prepare_workdir(workdir, run_info, overwrite):
-    """Rows already finished in ``workdir`` (None if none); refuses a different run."""
-    info_path, csv_path = workdir / "config.json", workdir / "results.csv"
-    if overwrite:
-        for path in (info_path, csv_path, workdir / "results.md"):
-            path.unlink(missing_ok=True)
-        shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
-        return None
-    if not info_path.exists():
-        return None
-    try:
-        old = json.loads(info_path.read_text())
-    except (OSError, ValueError) as e:
-        raise app.UsageError(f"--workdir={workdir}: config.json is unreadable ({e}); "
-                             "pass --overwrite or another --workdir") from None
-    # Chunk length does not change results, so a resume may use another one.
-    ignore = {"log_every", "checkpoint_every"}
-    diff = [k for k in ("usecase", "metric_params", "seeds") if old.get(k) != run_info[k]]
-    old_cfg = old.get("config", {})
-    diff += [f"config.{k}" for k, v in run_info["config"].items()
-             if k not in ignore and old_cfg.get(k) != _jsonable(v)]
-    if diff:
-        raise app.UsageError(
-            f"--workdir={workdir} holds a different run (differs in {', '.join(diff)}); "
-            "pass --overwrite to discard it, or use another --workdir"
-        )
-    if not csv_path.exists():
-        return None
-    done = pd.read_csv(csv_path)
-    _say(f"l2n_train: resuming in {workdir}: {len(done)} finished rows kept")
-    return done
-
-
-def _jsonable(value):
-    return json.loads(json.dumps(value))
-
-
-def _write(workdir, frames, uc, header=""):
-    results = pd.concat(frames, ignore_index=True)
-    # Sites in the use case's order (a batched use case finishes method by method).
-    order = {s: i for i, s in enumerate(uc.sites)}
-    results = results.sort_values("site", key=lambda c: c.map(order), kind="stable",
-                                  ignore_index=True)
-    results.to_csv(workdir / "results.csv", index=False)
-    (workdir / "results.md").write_text(header + (uc.summary or tables.summary_table)(results))
-    return results
+            workdir_lib.write(workdir, frames, uc, header)
+    return workdir_lib.write(workdir, frames, uc, header)
 
 
 _HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
