@@ -21,7 +21,7 @@ import pandas as pd
 from absl import app, flags, logging
 
 import l2n_jax as l2n
-from usecases import netalloc
+from l2n_jax.usecases import netalloc
 
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per variant.", lower_bound=1)
 _SITES = flags.DEFINE_list("sites", list(netalloc.FILES), "netalloc sites.")

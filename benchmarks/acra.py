@@ -60,7 +60,7 @@ def _figure(config, site, seeds, out, ckpt_dir):
     import numpy as np
 
     import l2n_jax as l2n
-    from usecases import acra
+    from l2n_jax.usecases import acra
 
     ws = acra.load(site)
     metric = acra.make_metric()
@@ -104,7 +104,7 @@ def main(argv):
     import pandas as pd
 
     from l2n_jax import methods as methods_lib
-    from usecases import acra, quick_config
+    from l2n_jax.usecases import acra, quick_config
 
     out = pathlib.Path(_OUT.value or pathlib.Path(__file__).resolve().parent / "results" / "acra")
     out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from usecases import acra, acra_emulator as emu
+from l2n_jax.usecases import acra, acra_emulator as emu
 
 OUT = pathlib.Path(__file__).resolve().parent / "results" / "acra" / "headroom.md"
 

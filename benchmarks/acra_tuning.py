@@ -15,7 +15,7 @@ import time
 from absl import logging
 
 import l2n_jax as l2n
-from usecases import acra
+from l2n_jax.usecases import acra
 
 BASE = l2n.Config(
     epochs=20, pretrain_epochs=4, batch_size=256, ir_mlp=(64, 64),

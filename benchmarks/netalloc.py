@@ -43,7 +43,7 @@ from absl import app, flags, logging
 import jax
 
 from l2n_jax import losses, methods, studies
-from usecases import REGISTRY, netalloc
+from l2n_jax.usecases import REGISTRY, netalloc
 
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke budget: tiny nets, 2 seeds, 2 taus.")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per method (vmapped).", lower_bound=1)

@@ -23,7 +23,7 @@ import pandas as pd
 from absl import app, flags, logging
 
 from l2n_jax import methods, tables
-from usecases import REGISTRY, power
+from l2n_jax.usecases import REGISTRY, power
 
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke budget: tiny nets, 4000 hours, 2 seeds.")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per method (vmapped).", lower_bound=1)

@@ -36,7 +36,7 @@ from absl import app, flags
 import l2n_jax as l2n
 from l2n_jax.runs import map_over  # the seed_batching='map' code path
 from l2n_jax.train import Shapes, make_program
-from usecases import netalloc
+from l2n_jax.usecases import netalloc
 
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "4", "8", "16", "32"], "Values of S.")
 _LSTM_SEEDS = flags.DEFINE_list("lstm_seeds", ["1", "2", "4", "8"], "S for the LSTM.")

@@ -32,7 +32,7 @@ def measure():
 
     import l2n_jax as l2n
     from l2n_jax.train import Shapes, make_program
-    from usecases import netalloc
+    from l2n_jax.usecases import netalloc
 
     fast = netalloc.get_config()
     configs = {"fast": fast, "lstm": fast.replace(

@@ -31,7 +31,7 @@ import sys
 import jax
 from absl import app, flags, logging
 
-import usecases
+from l2n_jax import usecases
 from l2n_jax import methods as methods_lib
 from l2n_jax import progress, tables
 from l2n_jax import workdir as workdir_lib

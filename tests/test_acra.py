@@ -10,7 +10,7 @@ from conftest import tiny_config
 import l2n_jax as l2n
 from l2n_jax import methods
 from l2n_jax.data import WindowSet
-from usecases import acra, acra_emulator as emu
+from l2n_jax.usecases import acra, acra_emulator as emu
 
 
 def _run(method, config, ws, metric, seeds):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from usecases import acra_emulator as acra
+from l2n_jax.usecases import acra_emulator as acra
 
 # Two identical, easy clients: at allocation == demand QoE = sigmoid(20 * 0.2) = 0.982.
 EASY = dict(prices=[1.0, 1.0], steepness=[20.0, 20.0], threshold=[0.8, 0.8])

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usecases import pjm
+from l2n_jax.usecases import pjm
 
 
 def _raw(stamps, values):

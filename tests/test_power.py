@@ -8,7 +8,7 @@ import pytest
 import l2n_jax as l2n
 from l2n_jax import combinators, methods
 from l2n_jax.metrics import batch_metric
-from usecases import REGISTRY, power
+from l2n_jax.usecases import REGISTRY, power
 
 from conftest import tiny_config
 

@@ -9,7 +9,7 @@ import l2n_jax as l2n
 from l2n_jax import methods
 from l2n_jax.methods import Options
 from l2n_jax.metrics import batch_metric
-from usecases import REGISTRY, netalloc, toy
+from l2n_jax.usecases import REGISTRY, netalloc, toy
 
 
 @pytest.fixture(scope="module", params=sorted(REGISTRY))

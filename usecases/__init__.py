@@ -5,8 +5,8 @@ read it. Importing the package registers the use cases' own methods (acra's
 knapsack family) in ``l2n_jax.methods.REGISTRY``.
 """
 
-from usecases import acra, netalloc, power, toy
-from usecases.base import UseCase, quick_config
+from . import acra, netalloc, power, toy
+from .base import UseCase, quick_config
 
 REGISTRY = {uc.name: uc for uc in (acra.USECASE, netalloc.USECASE, power.USECASE,
                                    toy.USECASE)}

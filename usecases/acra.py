@@ -41,8 +41,8 @@ from l2n_jax import losses, methods
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
 from l2n_jax.methods import Options, Outcome, Task
-from usecases import acra_emulator as emu, pjm
-from usecases.base import UseCase, quick_config
+from . import acra_emulator as emu, pjm
+from .base import UseCase, quick_config
 
 SITES = ("S2", "S4", "S6", "S8", "S10")
 # Every S uses the common span of all 10 client regions, so rows for different S

@@ -4,6 +4,7 @@ Kept apart from ``usecases/__init__.py`` (which collects the use cases into
 ``REGISTRY``) so that the use-case modules import it, not the package.
 """
 
+import pathlib
 from typing import Callable, NamedTuple
 
 from l2n_jax.config import Config
@@ -41,6 +42,19 @@ class UseCase(NamedTuple):
     summary: Callable | None = None
     batch_sites: bool = False
     describe: Callable[..., str] | None = None
+
+
+def data_dir() -> pathlib.Path:
+    """The shipped data: ``l2n_jax/usecases/data`` when installed (the repository's
+    ``data/`` is packaged there), the repository's ``data/`` in a checkout."""
+    here = pathlib.Path(__file__).resolve().parent
+    for candidate in (here / "data", here.parent / "data"):
+        if (candidate / "README.md").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"l2n_jax: the shipped data are not next to {here} (looked in data/ and "
+        "../data/); reinstall the package (pip install .) or run from the repository"
+    )
 
 
 def quick_config() -> Config:

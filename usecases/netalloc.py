@@ -14,7 +14,6 @@ bits), ``uk`` (UK academic backbone) and ``worldcup`` (WorldCup98 web requests).
 """
 
 import functools
-import pathlib
 
 import jax.numpy as jnp
 import pandas as pd
@@ -22,9 +21,9 @@ import pandas as pd
 from l2n_jax.methods import Options
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
-from usecases.base import UseCase, quick_config
+from .base import UseCase, data_dir, quick_config
 
-DATA = pathlib.Path(__file__).resolve().parent.parent / "data" / "internet_traffic_5min"
+DATA = data_dir() / "internet_traffic_5min"
 FILES = {
     "eu": ("it_eu_5m.csv.gz", "traffic (in bits)"),
     "uk": ("it_uk_5m.csv.gz", "bits"),

@@ -28,13 +28,14 @@ ambiguous). The cleaning counts of the shipped files are in the data README.
 """
 
 import functools
-import pathlib
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-DATA = pathlib.Path(__file__).resolve().parent.parent / "data" / "pjm_hourly"
+from .base import data_dir
+
+DATA = data_dir() / "pjm_hourly"
 # Every region with its own file. PJME first (the paper's single-site series);
 # NI ends 2011-01-01 and PJM_Load covers 1998-2001 only, so they come last.
 REGIONS = (

@@ -34,8 +34,8 @@ from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
 from l2n_jax.methods import Options
 from l2n_jax.metrics import StatefulMetric
-from usecases import pjm
-from usecases.base import UseCase, quick_config
+from . import pjm
+from .base import UseCase, quick_config
 
 SITES = pjm.REGIONS  # PJME (the paper's region) first
 LOOKBACK = 24  # one day of hourly load

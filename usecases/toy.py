@@ -20,7 +20,7 @@ import pandas as pd
 from l2n_jax.methods import Options
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, make_windows
-from usecases.base import UseCase, quick_config
+from .base import UseCase, quick_config
 
 SITES = {"n2": 2, "n4": 4, "n6": 6, "n12": 12}
 LENGTH = 16000  # long enough that the MLP forecasters beat persistence
