@@ -31,6 +31,8 @@ import sys
 import jax
 from absl import app, flags, logging
 
+import l2n_jax
+
 from l2n_jax import usecases
 from l2n_jax import methods as methods_lib
 from l2n_jax import progress, tables
@@ -274,7 +276,7 @@ def _main(argv):
     _say(f"l2n_train: {name}, sites {', '.join(sites)}, methods {', '.join(chosen)}, "
          f"seeds {seeds[0]}..{seeds[-1]}, on {devices}; results in {workdir}")
     run_info = {"usecase": name, "metric_params": params, "seeds": list(seeds),
-                "config": dataclasses.asdict(config)}
+                "config": dataclasses.asdict(config), "l2n_jax": l2n_jax.__version__}
     done = workdir_lib.prepare(workdir, run_info, _OVERWRITE.value)
     (workdir / "config.json").write_text(json.dumps(run_info, indent=2))
     header = workdir_lib.header(uc, params, seeds, config, sys.argv[1:])
