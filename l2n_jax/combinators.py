@@ -14,6 +14,7 @@
 """
 
 import functools
+import hashlib
 from typing import Callable, Sequence
 
 import numpy as np
@@ -159,7 +160,11 @@ def _grid_fits(task: Task, family: Callable, pairs, tag: str) -> dict:
     keys = {(s, v): f"{s}@{v:.6g}" for s, v in pairs}
 
     def train():
-        ckpt = task.checkpoint(f"{family.__name__}_{tag}")
+        # The refined grid depends on the metric (it zooms on the best value so far),
+        # so the file name carries the grid: a study that shares checkpoints across
+        # metrics (benchmarks/netalloc.py's betas) must not restore another grid's.
+        grid = hashlib.sha1(repr(sorted(pairs)).encode()).hexdigest()[:8]
+        ckpt = task.checkpoint(f"{family.__name__}_{tag}_{grid}")
         if len(pairs) == 1:
             ((s, v),) = pairs
             ws = task.sites[s]

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -171,3 +172,19 @@ def test_zoom_logit_refines_inside_and_extends_past_the_edge():
     assert len(inside) == 7 and 0.8 < min(inside) and max(inside) < 0.95
     top = combinators.zoom_logit(0.99, grid)
     assert max(top) > 0.99 and min(top) > 0.98  # past the grid's top
+
+
+def test_pinball_tuned_shares_a_checkpoint_dir_across_metrics(ws, tmp_path):
+    """The zoomed grid depends on the metric; a study that shares one checkpoint
+    directory across metrics (the netalloc study's betas) must train the second
+    metric's grid, not fail on (or restore) the first one's checkpoint."""
+    opts = methods.Options(taus=(0.5, 0.8, 0.95))
+    under = methods.Task(tiny_config(), {"s": ws}, lambda p, y: jnp.sum(
+        9 * jnp.maximum(y - p, 0) + jnp.maximum(p - y, 0)), (0, 1), options=opts,
+        checkpoint_dir=str(tmp_path))
+    over = under._replace(metric=lambda p, y: jnp.sum(
+        jnp.maximum(y - p, 0) + 9 * jnp.maximum(p - y, 0)))
+    high = methods.run("pinball_tuned", under).rows["knob"].iloc[0]
+    low = methods.run("pinball_tuned", over).rows["knob"].iloc[0]
+    assert low < high
+    assert len(list(tmp_path.glob("pinball_at_tau1_*.ckpt"))) == 2
