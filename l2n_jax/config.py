@@ -61,6 +61,11 @@ class Config:
         of the training targets (+-10% of it); 0 = off. Added measure.
       shaper_input: 'decision' (paper: f_l(y_hat + eps, v)) or 'error'
         (f_l(y_hat + eps - y, v), y = the first m obs). Added measure.
+      alternate_steps: k > 0 trains the shaper and the predictor in turn (Grabocka
+        et al. 2019, the paper's Table 3 "Grabocka" row): k shaper-only steps, then
+        k predictor-only steps, repeated over co-training (the resting network's
+        update is zero and its Adam state unchanged); 0 = Loss2Net's co-update of
+        both in every step. Every step still queries the system.
       split_irs: no assembler; IR ``s`` emits decision ``s`` directly (the paper's
         "bm-split" ablation; needs as many decisions as input series).
       freeze_shaper: Loss2Net only: the loss shaper is not trained; the predictor
@@ -105,6 +110,7 @@ class Config:
     replay_size: int = 0
     range_penalty: float = 0.0
     shaper_input: str = "decision"
+    alternate_steps: int = 0
     select_best: bool = True
     split_irs: bool = False
     freeze_shaper: bool = False
@@ -189,7 +195,8 @@ def validate(config: Config) -> None:
     """Raises ValueError naming the first invalid field of ``config``."""
     for name in ("epochs", "batch_size", "lr_cycles", "log_every"):
         _positive_int(config, name)
-    for name in ("pretrain_epochs", "shaper_warmup_epochs", "replay_size", "checkpoint_every"):
+    for name in ("pretrain_epochs", "shaper_warmup_epochs", "replay_size", "checkpoint_every",
+                 "alternate_steps"):
         _positive_int(config, name, allow_zero=True)
     for name in ("predictor_lstm", "ir_mlp", "shaper_hidden"):
         _layers(config, name)
@@ -220,6 +227,9 @@ def validate(config: Config) -> None:
             f"shaper_warmup_epochs ({config.pretrain_epochs} + "
             f"{config.shaper_warmup_epochs}): no epoch would be left for co-training"
         )
+    if config.alternate_steps and config.freeze_shaper:
+        raise ValueError("Config.alternate_steps alternates shaper and predictor "
+                         "training; a frozen shaper (freeze_shaper) has no turns")
     for name in ("feed_eps", "forecast_skip", "select_best", "split_irs", "freeze_shaper"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"Config.{name} must be a bool, got {getattr(config, name)!r}")

@@ -61,6 +61,14 @@ def alpha_omc(task: Task):
     return trained(losses.alpha_omc(task.options.alpha, task.options.omc_e))(task)
 
 
+def alternating(task: Task):
+    """Alternating training (Grabocka et al. 2019; the paper's Table 3 "Grabocka"
+    row): one epoch of shaper-only steps, then one of predictor-only steps, and so
+    on (k = the shortest site's steps per epoch; ``Config.alternate_steps``)."""
+    k = min(len(ws.train.targets) for ws in task.sites.values()) // task.config.batch_size
+    return cotrained("alternating", alternate_steps=max(k, 1))(task)
+
+
 def _persistence(ws: WindowSet):
     return baselines.persistence
 
@@ -87,5 +95,7 @@ register("persistence_margin", with_margin(forecaster(_persistence)),
 register("ar", forecaster(_linear_ar), doc="linear AR (ridge least squares)")
 register("ar_margin", with_margin(forecaster(_linear_ar)),
          doc="linear AR + a margin tuned on validation")
+register("alternating", alternating,
+         doc="shaper and predictor trained in turn, one epoch each (Grabocka et al.)")
 register("bm_split", cotrained("bm_split", split_irs=True),
          doc="Loss2Net without the assembler: each IR decides for its own series")

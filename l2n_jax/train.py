@@ -144,7 +144,8 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
                   "shaper": shaper.init(key_s) if s is None else s}
         # The optimiser states' structure does not depend on the schedule.
         p_tx = variants.predictor_optimizer(schedules.constant(0.0),
-                                            config.shaper_warmup_epochs, 1)
+                                            config.shaper_warmup_epochs, 1,
+                                            config.alternate_steps)
         opt_state = {"predictor": p_tx.init(params["predictor"]),
                      "shaper": shaper_tx.init(params["shaper"])}
         return engine.new_state(params, opt_state, memory.init(), cost.init())
@@ -163,7 +164,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
             predict=predict, cost=cost, noise=noise, lr=lr, memory=memory,
             shaper_loss=shaper_loss, decision_loss=decision_loss, shaper_tx=shaper_tx,
             predictor_tx=variants.predictor_optimizer(
-                lr, config.shaper_warmup_epochs, live),
+                lr, config.shaper_warmup_epochs, live, config.alternate_steps),
         )
         # The cost and both losses (and the parameters) can go NaN; the schedules and
         # the mean error (finite when they are) need no check.

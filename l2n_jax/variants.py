@@ -12,7 +12,9 @@ its default (``Config.literal()``):
 * optimisers: the predictor's Adam on the LR schedule, with ``optax.conditionally_mask``
   for a shaper warm-up (the predictor's update is zero, its Adam state unchanged,
   for the first epochs); the shaper's Adam, or ``optax.set_to_zero`` for a frozen
-  (transferred) shaper.
+  (transferred) shaper; with ``Config.alternate_steps`` = k both are masked in turn
+  (k shaper-only steps, k predictor-only steps: alternating training, Grabocka et
+  al. 2019), the same step with other optimiser values.
 
 The non-finite guard and epoch selection are generic: ``engine.skip_nonfinite``,
 ``engine.keep_best``.
@@ -160,21 +162,39 @@ def target_bounds(train: Split):
     return lo - pad, hi + pad
 
 
-def predictor_optimizer(learning_rate, warmup_epochs: int = 0,
-                        steps_per_epoch=None) -> optax.GradientTransformation:
+def _phase(alternate_steps: int, shaper_turn: bool) -> Callable:
+    """``count -> bool``: is it this network's turn in a k-step alternation (the
+    shaper's turn comes first: it fits the pre-trained predictor's costs before the
+    predictor follows it)."""
+    return lambda count: ((count // alternate_steps) % 2 == 0) == shaper_turn
+
+
+def predictor_optimizer(learning_rate, warmup_epochs: int = 0, steps_per_epoch=None,
+                        alternate_steps: int = 0) -> optax.GradientTransformation:
     """Adam on the LR schedule; with ``warmup_epochs`` the update is zero (and Adam's
     state unchanged) for the first epochs' steps, while the shaper alone learns
-    (``steps_per_epoch`` may be traced: a padded site's own).
+    (``steps_per_epoch`` may be traced: a padded site's own); with
+    ``alternate_steps`` = k, also in the shaper's turns of the alternation.
 
     The schedule reads optax's own update count, which advances exactly when the
     run's step counter does (a gated step, dead or frozen, keeps both)."""
     adam = optax.scale_by_adam()
-    if warmup_epochs:
-        adam = optax.conditionally_mask(
-            adam, lambda count: count >= warmup_epochs * steps_per_epoch)
+    turn = _phase(alternate_steps, shaper_turn=False) if alternate_steps else None
+    if warmup_epochs or turn:
+        def active(count):
+            warm = count >= warmup_epochs * steps_per_epoch if warmup_epochs else True
+            return warm & turn(count) if turn else warm
+
+        adam = optax.conditionally_mask(adam, active)
     return optax.chain(adam, optax.scale_by_learning_rate(learning_rate))
 
 
 def shaper_optimizer(config: Config) -> optax.GradientTransformation:
-    """The shaper's Adam, or no update at all for a frozen (transferred) shaper."""
-    return optax.set_to_zero() if config.freeze_shaper else optax.adam(config.shaper_lr)
+    """The shaper's Adam; in alternation only in its turns; no update at all for a
+    frozen (transferred) shaper."""
+    if config.freeze_shaper:
+        return optax.set_to_zero()
+    adam = optax.adam(config.shaper_lr)
+    if config.alternate_steps:
+        adam = optax.conditionally_mask(adam, _phase(config.alternate_steps, True))
+    return adam
