@@ -85,6 +85,9 @@ class Trainer(NamedTuple):
         metric's sequence start).
       pretrain_epochs: epochs ``pretrain`` runs (counted in the budget; for
         progress lines).
+      sees_valid: ``step`` is ``(train, valid) -> step``: the step also gets the
+        validation split (a method whose step scores it, e.g. Adaptive Loss
+        Alignment's reward); False for every trainer that does not.
     """
 
     n_epochs: int
@@ -97,6 +100,7 @@ class Trainer(NamedTuple):
     validate: Callable
     epoch_start: Callable
     pretrain_epochs: int = 0
+    sees_valid: bool = False
 
 
 class Program(NamedTuple):
@@ -186,6 +190,11 @@ def _scan_epoch(step, layout: Layout, key, state, train: Split, epoch):
     return jax.lax.scan(body, state, layout.batches(key, epoch))
 
 
+def _bound_step(trainer: Trainer, train: Split, valid: Split | None) -> Callable:
+    """The trainer's step bound to its data (and, if it asks, the validation split)."""
+    return trainer.step(train, valid) if trainer.sees_valid else trainer.step(train)
+
+
 def build(trainer: Trainer, select: Callable = keep_best) -> Program:
     """The Program of ``trainer``; ``select`` is the epoch-end selection rule."""
 
@@ -194,7 +203,7 @@ def build(trainer: Trainer, select: Callable = keep_best) -> Program:
 
     def epochs(key, state, train, valid, first_epoch, n):
         train, valid = as_split(train), as_split(valid)
-        step, layout = trainer.step(train), trainer.layout(train)
+        step, layout = _bound_step(trainer, train, valid), trainer.layout(train)
 
         def one_epoch(state, epoch):
             state, history = _scan_epoch(
@@ -219,7 +228,8 @@ def build(trainer: Trainer, select: Callable = keep_best) -> Program:
         start=start,
         epochs=epochs,
         run=run,
-        step=lambda train: trainer.step(as_split(train)),
+        step=lambda train, valid=None: _bound_step(trainer, as_split(train),
+                                                   as_split(valid)),
         networks=trainer.networks,
         steps_per_epoch=trainer.steps_per_epoch,
         n_epochs=trainer.n_epochs,

@@ -226,12 +226,14 @@ def _results(program, config, done, t_pre, selected, seeds, method, shapes, site
 
 def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="",
          checkpoint=None, segments=1, sites=False, shaper=None, pad=None, verbose=True,
-         hyper=None):
+         hyper=None, make=None):
     """Trains every seed (and with ``sites``, every site of the mappings ``train``
     and ``valid``) in one program; returns a FitResult, or {site: FitResult}.
 
     ``shaper``: initial shaper params stacked over seeds ({site: ...} with sites).
     ``hyper``: a fixed loss's ``theta`` ({site: theta} with sites).
+    ``make``: another trainer's program builder, called as ``make_program`` is
+    (e.g. ``l2n_jax.ala.make_program``); None: Loss2Net or the fixed loss.
     """
     start_params = _start_params(shaper, hyper, tuple(train) if sites else None)
     if sites:
@@ -262,8 +264,8 @@ def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="
             "a StatefulMetric is scanned over the whole split in time order, which "
             "padding would break; truncate the sites to a common length"
         )
-    program = make_program(config, shapes, metric=metric, loss=loss, segments=segments,
-                           hyper=hyper is not None)
+    program = (make or make_program)(config, shapes, metric=metric, loss=loss,
+                                     segments=segments, hyper=hyper is not None)
     keys = runs.seed_keys(seeds)
     start_params = _check_start(program, start_params, keys, sites)
     tag = f"[{label or method}]"

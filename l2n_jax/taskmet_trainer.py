@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from l2n_jax import batching, engine, losses, nets, schedules, taskmet, variants
-from l2n_jax.combinators import from_fit, train_sites
+from l2n_jax.combinators import from_fit, train_sites, with_margin
 from l2n_jax.fit import _run as fit_run  # l2n_jax.fit is shadowed by l2n.fit
 from l2n_jax.metrics import StatefulMetric, batch_metric
 from l2n_jax.registry import Task, register
@@ -224,6 +224,13 @@ def taskmet_alpha_omc(task: Task):
     surrogate = losses.alpha_omc(task.options.alpha, task.options.omc_e)
     fits = fit_taskmet(task, surrogate=surrogate)
     return {s: from_fit(fits[s], ws) for s, ws in task.sites.items()}
+
+
+# Lambda(x) only weighs the squared error, so TaskMet's predictor stays a (weighted)
+# mean forecast and cannot learn to err on the cheap side; the practitioner's margin
+# on top of it can (BUILD_NOTES §15).
+register("taskmet_margin", with_margin(taskmet_alpha_omc),
+         doc="taskmet + an additive margin tuned on validation with the true metric")
 
 
 @register("taskmet_shaper", doc="TaskMet with the Loss2Net shaper (trained on the "

@@ -1,0 +1,129 @@
+"""The loss-learning family side by side: one table per use case.
+
+    python benchmarks/family.py [--usecases=netalloc,power,toy] [--seeds=5]
+
+For each use case, every method of ``--methods`` that applies to it trains with
+``l2n_train --usecase=X --method=M --seeds=N`` into its own workdir
+(``benchmarks/results/family/X/M/``: resumable, and a finished method is not
+retrained), at the use case's default budget. Its rows are then put beside the
+committed ``l2n_train`` table of the use case (``benchmarks/results/X/results.csv``:
+Loss2Net and the tuned baselines, same config, seeds, sites and data split; the
+committed-table test checks it is current) in ``benchmarks/results/family/X.md``
+(mean ± std, median, ratio to Loss2Net, and each method's wall time) and
+``X.csv`` (tidy, one row per site x method x seed).
+"""
+
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+import pandas as pd
+from absl import app, flags
+
+from l2n_jax import tables
+from l2n_jax.usecases import REGISTRY
+
+_USECASES = flags.DEFINE_list("usecases", ["netalloc", "power", "toy"], "Use cases.")
+_METHODS = flags.DEFINE_list(
+    "methods", ["alternating", "taskmet", "taskmet_margin", "taskmet_shaper", "ala"],
+    "Family methods to train (those that do not apply to a use case are skipped).")
+_SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds (the committed tables have 5).")
+_OUT = flags.DEFINE_string("out", "benchmarks/results/family", "Output directory.")
+_TRAIN = flags.DEFINE_bool("train", True, "Train what is missing (else tabulate only).")
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+# Where a method does not apply, and why (the table says so).
+SKIP = {
+    ("toy", "taskmet"): "no differentiable surrogate for the toy's hidden metric",
+    ("toy", "taskmet_margin"): "no differentiable surrogate for the toy's hidden metric",
+    ("power", "taskmet_shaper"): "the power shaper reads v, produced only by the "
+                                 "stateful metric's run in time order",
+}
+
+
+def _train(usecase: str, method: str, workdir: pathlib.Path) -> float:
+    cmd = [sys.executable, "-c", "import sys; from l2n_jax.cli import main; sys.exit(main())",
+           f"--usecase={usecase}", f"--method={method}", f"--seeds={_SEEDS.value}",
+           f"--workdir={workdir}"]
+    t0 = time.perf_counter()
+    print(f"== {usecase}/{method}: l2n_train --usecase={usecase} --method={method} "
+          f"--seeds={_SEEDS.value} --workdir={workdir}", flush=True)
+    proc = subprocess.run(cmd, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    if proc.returncode:
+        raise RuntimeError(f"{usecase}/{method} failed (exit {proc.returncode})")
+    return time.perf_counter() - t0
+
+
+def _family_rows(out: pathlib.Path, usecase: str) -> pd.DataFrame:
+    """Every row trained under ``out/usecase/*/`` (a workdir may hold several
+    methods, e.g. ``--method=taskmet,taskmet_shaper``)."""
+    paths = sorted((out / usecase).glob("*/results.csv"))
+    if not paths:
+        return pd.DataFrame()
+    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+
+
+def _done(out: pathlib.Path, usecase: str, method: str) -> bool:
+    rows = _family_rows(out, usecase)
+    if rows.empty:
+        return False
+    uc = REGISTRY[usecase]
+    have = set(rows.loc[rows["method"] == method, "site"])
+    return have >= set(uc.default_sites or uc.sites)
+
+
+def _wall_times(df: pd.DataFrame) -> str:
+    """Each method's wall time over the use case (train_s is per method call: one
+    per site when sites train one after another, one for all of them when batched)."""
+    per = df.groupby(["method", "site"], sort=False)["train_s"].first()
+    lines = ["| method | wall time (all sites, all seeds) |", "|---|---|"]
+    for method, times in per.groupby(level=0, sort=False):
+        total = times.sum() if times.nunique() > 1 else times.iloc[0]
+        lines.append(f"| {method} | {total:.0f} s |")
+    return "\n".join(lines) + "\n"
+
+
+def tabulate(usecase: str, out: pathlib.Path, skipped: dict) -> pd.DataFrame:
+    uc = REGISTRY[usecase]
+    frames = [pd.read_csv(RESULTS / usecase / "results.csv"), _family_rows(out, usecase)]
+    df = pd.concat(frames, ignore_index=True).drop_duplicates(
+        ["site", "method", "seed"], keep="first")
+    df.to_csv(out / f"{usecase}.csv", index=False)
+    text = [f"# {usecase}: the loss-learning family beside Loss2Net and the tuned "
+            "baselines\n\n",
+            (uc.describe() if uc.describe else "") + "\n\n",
+            f"Command: `python benchmarks/family.py --usecases={usecase} "
+            f"--seeds={_SEEDS.value}`; rows of `benchmarks/results/{usecase}/results.csv` "
+            f"(the committed `l2n_train --usecase={usecase} --seeds=5` table) plus "
+            f"`l2n_train --usecase={usecase} --method=M --seeds={_SEEDS.value}` per family "
+            f"method M. Machine: {platform.machine()}, {os.cpu_count()} CPU cores; "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n",
+            tables.summary_table(df), "\n", _wall_times(df)]
+    if skipped:
+        text.append("\nNot run here: " + "; ".join(f"`{m}` ({why})"
+                                                   for m, why in skipped.items()) + ".\n")
+    (out / f"{usecase}.md").write_text("".join(text))
+    tables.plot_costs(df, out / f"{usecase}.png", title=usecase)
+    return df
+
+
+def main(argv):
+    del argv
+    out = pathlib.Path(_OUT.value)
+    for usecase in _USECASES.value:
+        if usecase not in REGISTRY:
+            raise app.UsageError(f"unknown use case {usecase!r}; have {sorted(REGISTRY)}")
+        skipped = {m: SKIP[usecase, m] for m in _METHODS.value if (usecase, m) in SKIP}
+        for method in _METHODS.value:
+            if method in skipped or not _TRAIN.value or _done(out, usecase, method):
+                continue
+            _train(usecase, method, out / usecase / method)
+        tabulate(usecase, out, skipped)
+        print(f"wrote {out / usecase}.md", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
