@@ -2,10 +2,12 @@
 
     python benchmarks/family.py [--usecases=netalloc,power,toy] [--seeds=5]
 
-For each use case, every method of ``--methods`` that applies to it trains with
-``l2n_train --usecase=X --method=M --seeds=N`` into its own workdir
-(``benchmarks/results/family/X/M/``: resumable, and a finished method is not
-retrained), at the use case's default budget. Its rows are then put beside the
+For each use case, the methods of ``--methods`` that apply to it and have no rows
+yet train with one ``l2n_train --usecase=X --method=M1,M2,... --seeds=N`` into
+``benchmarks/results/family/X/all/`` (resumable; methods in one workdir share
+trainings through its checkpoints: ``taskmet_margin`` reuses ``taskmet``'s,
+``taskmet_shaper`` the Loss2Net it trains), at the use case's default budget; rows
+of any other workdir under ``family/X/`` count as done. Its rows are then put beside the
 committed ``l2n_train`` table of the use case (``benchmarks/results/X/results.csv``:
 Loss2Net and the tuned baselines, same config, seeds, sites and data split; the
 committed-table test checks it is current) in ``benchmarks/results/family/X.md``
@@ -44,17 +46,14 @@ SKIP = {
 }
 
 
-def _train(usecase: str, method: str, workdir: pathlib.Path) -> float:
-    cmd = [sys.executable, "-c", "import sys; from l2n_jax.cli import main; sys.exit(main())",
-           f"--usecase={usecase}", f"--method={method}", f"--seeds={_SEEDS.value}",
-           f"--workdir={workdir}"]
-    t0 = time.perf_counter()
-    print(f"== {usecase}/{method}: l2n_train --usecase={usecase} --method={method} "
-          f"--seeds={_SEEDS.value} --workdir={workdir}", flush=True)
-    proc = subprocess.run(cmd, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+def _train(usecase: str, methods: list[str], workdir: pathlib.Path) -> None:
+    args = [f"--usecase={usecase}", f"--method={','.join(methods)}",
+            f"--seeds={_SEEDS.value}", f"--workdir={workdir}"]
+    print("== l2n_train " + " ".join(args), flush=True)
+    cmd = [sys.executable, "-c", "import sys; from l2n_jax.cli import main; sys.exit(main())"]
+    proc = subprocess.run(cmd + args, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     if proc.returncode:
-        raise RuntimeError(f"{usecase}/{method} failed (exit {proc.returncode})")
-    return time.perf_counter() - t0
+        raise RuntimeError(f"{usecase}: l2n_train failed (exit {proc.returncode})")
 
 
 def _family_rows(out: pathlib.Path, usecase: str) -> pd.DataFrame:
@@ -117,10 +116,10 @@ def main(argv):
         if usecase not in REGISTRY:
             raise app.UsageError(f"unknown use case {usecase!r}; have {sorted(REGISTRY)}")
         skipped = {m: SKIP[usecase, m] for m in _METHODS.value if (usecase, m) in SKIP}
-        for method in _METHODS.value:
-            if method in skipped or not _TRAIN.value or _done(out, usecase, method):
-                continue
-            _train(usecase, method, out / usecase / method)
+        missing = [m for m in _METHODS.value
+                   if m not in skipped and not _done(out, usecase, m)]
+        if missing and _TRAIN.value:
+            _train(usecase, missing, out / usecase / "all")
         tabulate(usecase, out, skipped)
         print(f"wrote {out / usecase}.md", flush=True)
 

@@ -18,12 +18,13 @@ task loss) so that window-data trainers can reuse them; ``usecases/cubic.py`` is
 the anchor problem. Everything is float32; nothing here needs float64.
 """
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-import flax.struct as struct
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 from jax.flatten_util import ravel_pytree
 
 
@@ -64,7 +65,8 @@ def metric_net(n_features: int, n_out: int, hidden: int = 200) -> MetricNet:
     def apply(phi: dict, x: jax.Array) -> jax.Array:
         if x.shape[-1] != n_features:
             raise ValueError(
-                f"metric_net expects {n_features} features, got shape {x.shape}")
+                f"metric_net expects {n_features} features, got shape {x.shape}"
+            )
         h = jax.nn.relu(x @ phi["w1"] + phi["b1"])
         low = (h @ phi["w2"] + phi["b2"]).reshape(*x.shape[:-1], n_out, n_out)
         eye = jnp.eye(n_out, dtype=low.dtype)
@@ -79,9 +81,16 @@ def mahalanobis(lam: jax.Array, err: jax.Array) -> jax.Array:
 
 
 # --------------------------------------------------------------------- the inner fit
-def inner_fit(tx: optax.GradientTransformation, loss_fn: Callable, sample: Callable,
-              key: jax.Array, theta: Any, opt_state: Any, n_steps: int,
-              grad_tol: float = 0.0):
+def inner_fit(
+    tx: optax.GradientTransformation,
+    loss_fn: Callable,
+    sample: Callable,
+    key: jax.Array,
+    theta: Any,
+    opt_state: Any,
+    n_steps: int,
+    grad_tol: float = 0.0,
+):
     """``n_steps`` optimiser steps of ``loss_fn(theta, sample(key_t))``, a lax.scan.
 
     Once a step's gradient norm falls below ``grad_tol`` the remaining steps leave
@@ -94,20 +103,30 @@ def inner_fit(tx: optax.GradientTransformation, loss_fn: Callable, sample: Calla
 
     def step(carry, t):
         theta, opt_state, done, taken, last = carry
-        value, grad = jax.value_and_grad(loss_fn)(theta, sample(jax.random.fold_in(key, t)))
+        value, grad = jax.value_and_grad(loss_fn)(
+            theta, sample(jax.random.fold_in(key, t))
+        )
         updates, new_opt = tx.update(grad, opt_state, theta)
         new_theta = optax.apply_updates(theta, updates)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(done, b, a), new, old)
+        keep = lambda new, old: jax.tree.map(
+            lambda a, b: jnp.where(done, b, a), new, old
+        )
         theta, opt_state = keep(new_theta, theta), keep(new_opt, opt_state)
         taken = taken + jnp.where(done, 0, 1)
         last = jnp.where(done, last, value)
         done = done | (optax.tree.norm(grad) < grad_tol)
         return (theta, opt_state, done, taken, last), None
 
-    start = (theta, opt_state, jnp.array(False), jnp.array(0, jnp.int32),
-             jnp.array(jnp.nan, jnp.float32))
+    start = (
+        theta,
+        opt_state,
+        jnp.array(False),
+        jnp.array(0, jnp.int32),
+        jnp.array(jnp.nan, jnp.float32),
+    )
     (theta, opt_state, _, taken, last), _ = jax.lax.scan(
-        step, start, jnp.arange(n_steps))
+        step, start, jnp.arange(n_steps)
+    )
     return theta, opt_state, last, taken
 
 
@@ -133,8 +152,9 @@ def cg(op: Callable, b: jax.Array, n_iter: int) -> jax.Array:
     return jax.lax.fori_loop(0, n_iter, body, start)[0]
 
 
-def normal_cg(matvec: Callable, rmatvec: Callable, b: jax.Array, n_iter: int,
-              ridge: float) -> jax.Array:
+def normal_cg(
+    matvec: Callable, rmatvec: Callable, b: jax.Array, n_iter: int, ridge: float
+) -> jax.Array:
     """Solves ``M x = b`` by CG on ``(M^T M + ridge I) x = M^T b``.
 
     ``matvec(x) = M x`` and ``rmatvec(y) = M^T y`` on flat vectors.
@@ -143,8 +163,14 @@ def normal_cg(matvec: Callable, rmatvec: Callable, b: jax.Array, n_iter: int,
     return cg(op, rmatvec(b), n_iter)
 
 
-def implicit_grad(optimality: Callable, theta: Any, phi: Any, v: Any, n_iter: int = 5,
-                  ridge: float = 1e-5) -> Any:
+def implicit_grad(
+    optimality: Callable,
+    theta: Any,
+    phi: Any,
+    v: Any,
+    n_iter: int = 5,
+    ridge: float = 1e-5,
+) -> Any:
     """Hypergradient ``d task(theta*(phi)) / d phi`` by the implicit function theorem.
 
     Args:
@@ -212,20 +238,48 @@ class TaskMetParts(NamedTuple):
     grad_tol: float = 0.0
 
 
+def shaped_task_loss(shaper_apply: Callable, shaper_params: Any, decide: Callable):
+    """A frozen learned cost model (e.g. a trained Loss2Net shaper) as the task loss.
+
+    For black-box metrics: ``task_loss(theta, batch) = mean(shaper_apply(params,
+    decide(theta, batch), batch))``; the shaper's parameters are constants (no
+    gradient flows into them). Only the adapter: training the shaper is the caller's.
+    """
+    frozen = jax.lax.stop_gradient(shaper_params)
+
+    def task_loss(theta, batch):
+        return jnp.mean(shaper_apply(frozen, decide(theta, batch), batch))
+
+    return task_loss
+
+
 def init_state(parts: TaskMetParts, theta: Any, phi: Any) -> TaskMetState:
     """The state before any inner or outer step."""
-    return TaskMetState(theta=theta, theta_opt=parts.inner_tx.init(theta), phi=phi,
-                        phi_opt=parts.outer_tx.init(phi), step=jnp.array(0, jnp.int32))
+    return TaskMetState(
+        theta=theta,
+        theta_opt=parts.inner_tx.init(theta),
+        phi=phi,
+        phi_opt=parts.outer_tx.init(phi),
+        step=jnp.array(0, jnp.int32),
+    )
 
 
-def taskmet_inner(parts: TaskMetParts, key: jax.Array, state: TaskMetState,
-                  n_steps: int | None = None):
+def taskmet_inner(
+    parts: TaskMetParts, key: jax.Array, state: TaskMetState, n_steps: int | None = None
+):
     """Warm-started inner fit of the predictor under the current metric."""
     ctx = parts.prepare(state.phi)
     loss_fn = lambda theta, batch: parts.inner_loss(theta, ctx, batch)
     theta, theta_opt, last, taken = inner_fit(
-        parts.inner_tx, loss_fn, parts.sample_inner, key, state.theta, state.theta_opt,
-        parts.inner_steps if n_steps is None else n_steps, parts.grad_tol)
+        parts.inner_tx,
+        loss_fn,
+        parts.sample_inner,
+        key,
+        state.theta,
+        state.theta_opt,
+        parts.inner_steps if n_steps is None else n_steps,
+        parts.grad_tol,
+    )
     metrics = {"inner_loss": last, "inner_steps": taken}
     return state.replace(theta=theta, theta_opt=theta_opt), metrics
 
@@ -234,12 +288,18 @@ def taskmet_outer(parts: TaskMetParts, key: jax.Array, state: TaskMetState, batc
     """One outer Adam step on phi with the implicit hypergradient at state.theta."""
     task, v = jax.value_and_grad(parts.task_loss)(state.theta, batch)
     residual_batch = parts.sample_implicit(key)
-    optimality = lambda theta, phi: jax.grad(parts.pred_loss)(theta, phi, residual_batch)
-    g_phi = implicit_grad(optimality, state.theta, state.phi, v, parts.cg_iters,
-                          parts.ridge)
+    optimality = lambda theta, phi: jax.grad(parts.pred_loss)(
+        theta, phi, residual_batch
+    )
+    g_phi = implicit_grad(
+        optimality, state.theta, state.phi, v, parts.cg_iters, parts.ridge
+    )
     updates, phi_opt = parts.outer_tx.update(g_phi, state.phi_opt, state.phi)
-    new = state.replace(phi=optax.apply_updates(state.phi, updates), phi_opt=phi_opt,
-                        step=state.step + 1)
+    new = state.replace(
+        phi=optax.apply_updates(state.phi, updates),
+        phi_opt=phi_opt,
+        step=state.step + 1,
+    )
     return new, {"task_loss": task, "hypergrad_norm": optax.tree.norm(g_phi)}
 
 

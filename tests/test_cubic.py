@@ -1,0 +1,201 @@
+"""Tests of the soft top-k (l2n_jax.softsort) and the cubic use case."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from l2n_jax import softsort
+from l2n_jax.usecases import cubic
+
+TINY = cubic.CubicConfig(
+    n_items=8,
+    n_train=24,
+    n_valid=8,
+    n_test=16,
+    sinkhorn_iters=20,
+    batch=4,
+    max_iters=20,
+    val_every=5,
+    patience=2,
+    metric_hidden=8,
+    inner_init_steps=5,
+    inner_steps=3,
+    inner_batch=4,
+    implicit_batch=4,
+)
+
+
+def _two_anchor_plan(scores, k, epsilon, n_iter):
+    """The generic Sinkhorn plan on the soft top-k's cost (the reference)."""
+    n = scores.shape[-1]
+    cost = (-scores[:, None] - jnp.array([0.0, 1.0])) ** 2
+    cost = cost / cost.max()
+    plan = softsort.sinkhorn_log(
+        cost,
+        jnp.full(n, -jnp.log(n)),
+        jnp.log(jnp.array([k / n, (n - k) / n])),
+        epsilon,
+        n_iter,
+    )
+    return plan[:, 0] * n
+
+
+def test_soft_top_k_matches_the_generic_sinkhorn_plan():
+    scores = jax.random.normal(jax.random.key(0), (12,))
+    for k, eps in ((1, 0.05), (3, 0.02)):
+        z = softsort.soft_top_k(scores, k, eps, 300)
+        np.testing.assert_allclose(z, _two_anchor_plan(scores, k, eps, 300), atol=2e-3)
+        np.testing.assert_allclose(z.sum(), k, atol=1e-2)
+        assert np.all((z >= 0) & (z <= 1 + 1e-6))
+
+
+def test_soft_top_k_tends_to_the_hard_top_k():
+    scores = jnp.array([[0.3, -1.0, 2.0, 0.9, -0.2], [1.0, 0.5, -2.0, 0.0, 3.0]])
+    hard = softsort.hard_top_k(scores, 2)
+    np.testing.assert_allclose(
+        softsort.soft_top_k(scores, 2, 1e-3, 500), hard, atol=1e-2
+    )
+    soft = softsort.soft_top_k(scores, 2, 0.5, 500)
+    assert np.max(np.abs(soft - hard)) > 0.1  # a large epsilon really is soft
+
+
+def test_soft_top_k_gradient_matches_finite_differences():
+    scores = jax.random.uniform(jax.random.key(1), (10,), minval=-1, maxval=1)
+    util = jax.random.normal(jax.random.key(2), (10,))
+    f = jax.jit(lambda s: jnp.sum(softsort.soft_top_k(s, 1, 0.05, 200) * util))
+    g = jax.jit(jax.grad(f))(scores)
+    assert np.max(np.abs(g)) > 1e-2
+    for i in range(3):
+        d = jax.random.normal(jax.random.fold_in(jax.random.key(3), i), (10,))
+        h = 1e-3
+        fd = (f(scores + h * d) - f(scores - h * d)) / (2 * h)
+        np.testing.assert_allclose(jnp.vdot(g, d), fd, rtol=2e-2, atol=2e-3)
+
+
+def test_soft_top_k_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="0 < k < n"):
+        softsort.soft_top_k(jnp.zeros(4), k=4)
+    with pytest.raises(ValueError, match="epsilon"):
+        softsort.soft_top_k(jnp.zeros(4), k=1, epsilon=0.0)
+
+
+def test_decision_quality_is_one_at_the_truth_and_negative_when_reversed():
+    data = cubic.make_data(TINY)
+    y = data.y_test
+    assert float(cubic.decision_quality(TINY, y, y)) == pytest.approx(1.0)
+    worst = float(cubic.decision_quality(TINY, -y, y))
+    expected = (y.min(-1).mean() - y.mean()) / (y.max(-1).mean() - y.mean())
+    assert worst == pytest.approx(float(expected), rel=1e-5) and worst < -0.5
+
+
+def test_data_is_fixed_by_the_data_seed():
+    a, b = cubic.make_data(TINY), cubic.make_data(TINY)
+    c = cubic.make_data(dataclasses.replace(TINY, data_seed=1))
+    np.testing.assert_array_equal(a.x_fit, b.x_fit)
+    assert not np.allclose(a.x_fit, c.x_fit)
+    assert a.x_fit.shape == (16, 8) and a.x_valid.shape == (8, 8)
+    np.testing.assert_allclose(a.y_fit, 10 * (a.x_fit**3 - 0.65 * a.x_fit), rtol=1e-6)
+
+
+def test_mse_learns_the_negative_least_squares_slope():
+    cfg = dataclasses.replace(TINY, max_iters=300, val_every=10, patience=30)
+    result = cubic.run("mse", seeds=(0,), cfg=cfg)
+    data = cubic.make_data(cfg)
+    slope, _ = np.polyfit(np.ravel(data.x_fit), np.ravel(data.y_fit), 1)
+    assert slope < 0
+    assert float(result.kept["theta"]["w"][0]) == pytest.approx(slope, abs=0.25)
+    assert result.test_dq[0] < 0  # it picks the worst items
+
+
+def test_taskmet_under_vmap_equals_the_per_seed_loop():
+    train, _ = cubic.make_train("taskmet", TINY)
+    data = cubic.make_data(TINY)
+    keys = jax.vmap(jax.random.key)(jnp.array([0, 1]))
+    batched = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, data)
+    single = jax.jit(train)
+    for i in range(2):
+        one = single(keys[i], data)
+        for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(batched)):
+            np.testing.assert_allclose(a, b[i], rtol=1e-4, atol=1e-5)
+    # allclose treats NaN == NaN: the comparison is only meaningful on finite runs.
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(batched))
+    assert int(batched.rounds.min()) >= 3  # it ran several validation rounds
+
+
+def test_run_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="unknown cubic method 'sgd'"):
+        cubic.run("sgd", cfg=TINY)
+    with pytest.raises(ValueError, match="batch"):
+        cubic.run("mse", cfg=dataclasses.replace(TINY, batch=100))
+    with pytest.raises(ValueError, match="n_valid"):
+        cubic.validate(dataclasses.replace(TINY, n_valid=24))
+    with pytest.raises(ValueError, match="distinct"):
+        cubic.run("mse", seeds=(1, 1), cfg=TINY)
+    with pytest.raises(ValueError, match="learns no metric"):
+        cubic.metric_curve(cubic.run("mse", seeds=(0,), cfg=TINY), jnp.zeros(3))
+
+
+def _tiny_parts():
+    data = cubic.make_data(TINY)
+    metric = cubic.taskmet.metric_net(1, 1, TINY.metric_hidden)
+    return cubic._taskmet_parts(TINY, data, metric), metric, data
+
+
+def test_precomputed_metric_gives_the_same_inner_loss():
+    parts, metric, _ = _tiny_parts()
+    phi = metric.init(jax.random.key(0))
+    theta = cubic.init_predictor(jax.random.key(1))
+    idx = jnp.array([3, 0, 7, 5])
+    inner = jax.jit(lambda th, p: parts.inner_loss(th, parts.prepare(p), idx))
+    np.testing.assert_allclose(
+        inner(theta, phi), jax.jit(parts.pred_loss)(theta, phi, idx), rtol=1e-6
+    )
+
+
+def test_cubic_hypergradient_matches_the_closed_form_inner_solution():
+    # With a linear predictor the inner problem is a weighted least squares in
+    # (w, b): theta*(phi) has a closed form, differentiable end to end.
+    parts, metric, data = _tiny_parts()
+    phi = metric.init(jax.random.key(2))
+    idx = jnp.arange(data.x_fit.shape[0])
+    x, y = data.x_fit.ravel(), data.y_fit.ravel()
+
+    def solve(phi):
+        lam = metric.apply(phi, data.x_fit[..., None])[..., 0, 0].ravel()
+        design = jnp.stack([x, jnp.ones_like(x)], axis=1)
+        wb = jnp.linalg.solve(design.T @ (lam[:, None] * design), design.T @ (lam * y))
+        return {"w": wb[0], "b": wb[1]}
+
+    task = lambda theta: parts.task_loss(theta, idx)
+
+    @jax.jit
+    def both(phi):
+        theta = solve(phi)
+        g = cubic.taskmet.implicit_grad(
+            lambda t, p: jax.grad(parts.pred_loss)(t, p, idx),
+            theta,
+            phi,
+            jax.grad(task)(theta),
+            n_iter=10,
+            ridge=0.0,
+        )
+        return g, jax.grad(lambda p: task(solve(p)))(phi)
+
+    g, exact = both(phi)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(exact)):
+        np.testing.assert_allclose(
+            a, b, rtol=2e-2, atol=2e-4 * np.max(np.abs(b)) + 1e-6
+        )
+    assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves((g, exact)))
+    assert max(float(jnp.max(jnp.abs(v))) for v in jax.tree.leaves(exact)) > 1e-4
+
+
+def test_a_diverging_run_is_flagged_and_keeps_its_last_finite_best():
+    cfg = dataclasses.replace(TINY, lr=1e30, max_iters=40, val_every=5, patience=3)
+    res = cubic.run("mse", seeds=(0,), cfg=cfg)
+    assert bool(res.diverged[0])
+    assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(res.kept))
+    assert res.best_iter[0] < res.stop_iter[0]
