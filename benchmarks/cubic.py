@@ -1,4 +1,4 @@
-"""The TaskMet/LODL cubic top-1 problem: MSE, DFL and TaskMet over seeds.
+"""The TaskMet/LODL cubic top-1 problem: MSE, DFL, TaskMet and Loss2Net over seeds.
 
     python benchmarks/cubic.py --seeds=5                 # the authors' settings
     python benchmarks/cubic.py --quick --out=/tmp/cubic  # a tiny smoke run
@@ -9,6 +9,11 @@ measured apart from run time. Writes, under ``--out``: ``cubic.csv`` (one row pe
 method x seed), ``results.md`` (mean +- std test DQ beside the authors' PyTorch
 numbers, per-seed values, timings, the learned metric at a few x), ``metric.png``
 (Lambda(x) on [-1, 1] per seed, and the kept predictors) and ``timing.json``.
+
+With ``loss2net`` among the methods, ``loss2net_from_mse`` runs too: the same
+method started from ``L2N_PRETRAIN`` MSE iterations (every seed at the negative
+least-squares slope), because a seed whose random init already has w > 0 is at the
+best DQ at iteration 0 and Loss2Net selects on the validation DQ.
 """
 
 import dataclasses
@@ -22,6 +27,7 @@ import numpy as np
 import pandas as pd
 from absl import app, flags, logging
 
+from l2n_jax.runs import seed_keys
 from l2n_jax.usecases import cubic
 
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Number of seeds (0..seeds-1).")
@@ -33,6 +39,7 @@ _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes (a smoke run, not a resul
 AUTHORS = {"mse": (-0.961, 0.021), "dfl": (0.959, 0.003), "taskmet": (0.958, 0.003)}
 AUTHORS_TASKMET_S = (150.0, 300.0)  # 2.5-5 minutes per TaskMet run, one seed at a time
 XS = (-1.0, -0.4, 0.0, 0.5, 1.0)
+L2N_PRETRAIN = 200  # MSE iterations before loss2net_from_mse's co-training
 
 
 def _config() -> cubic.CubicConfig:
@@ -52,6 +59,10 @@ def _config() -> cubic.CubicConfig:
             metric_hidden=32,
         )
     return cfg
+
+
+def _l2n_pretrain() -> int:
+    return 20 if _QUICK.value else L2N_PRETRAIN
 
 
 def _rows(res: cubic.Result) -> list[dict]:
@@ -87,7 +98,7 @@ def _plot(results: dict, path: str) -> None:
         2, 1, figsize=(6, 6), sharex=True, height_ratios=[1.4, 1]
     )
     ax_pred.plot(xs, cubic.utility(xs), "k", label="utility y(x)")
-    for res, color in zip(results.values(), ("C0", "C1", "C2")):
+    for res, color in zip(results.values(), ("C0", "C1", "C2", "C3", "C4")):
         for i in range(len(res.seeds)):
             w, b = res.kept["theta"]["w"][i], res.kept["theta"]["b"][i]
             ax_pred.plot(
@@ -125,7 +136,7 @@ def _markdown(cfg, results: dict, df: pd.DataFrame, timing: dict) -> str:
     n_seeds = len(next(iter(results.values())).seeds)
     sizes = "QUICK (tiny) sizes" if _QUICK.value else "the authors' settings"
     lines = [
-        "# cubic: MSE, DFL and TaskMet (top-1 of 50, linear predictor)",
+        "# cubic: MSE, DFL, TaskMet and Loss2Net (top-1 of 50, linear predictor)",
         "",
         (
             f"{n_seeds} seeds, data seed {cfg.data_seed}, {sizes}. Test DQ = hard "
@@ -138,12 +149,12 @@ def _markdown(cfg, results: dict, df: pd.DataFrame, timing: dict) -> str:
     ]
     for m, res in results.items():
         a = AUTHORS.get(m)
+        authors = f"{a[0]:.3f} ± {a[1]:.3f}" if a else "-"
         t = timing["methods"][m]
         std = res.test_dq.std(ddof=1) if len(res.seeds) > 1 else 0.0
         lines.append(
-            f"| {m} | {res.test_dq.mean():.3f} ± {std:.3f} | {a[0]:.3f} ± "
-            f"{a[1]:.3f} | {t['compile_s']:.1f} | {t['run_s']:.1f} "
-            f"| {t['run_s_per_seed']:.1f} |"
+            f"| {m} | {res.test_dq.mean():.3f} ± {std:.3f} | {authors} "
+            f"| {t['compile_s']:.1f} | {t['run_s']:.1f} | {t['run_s_per_seed']:.1f} |"
         )
     lines += [
         "",
@@ -152,9 +163,36 @@ def _markdown(cfg, results: dict, df: pd.DataFrame, timing: dict) -> str:
         "",
         "## Per seed",
         "",
+        "(Loss2Net's `valid_loss` is minus its validation DQ, its selection criterion.)",
+        "",
         *_table(df),
         "",
     ]
+    l2n = [m for m in results if m.startswith("loss2net")]
+    if l2n:
+        seeds = results[l2n[0]].seeds
+        w0 = [float(cubic.init_predictor(jax.random.split(k)[0])["w"])
+              for k in seed_keys(seeds)]
+        lines += [
+            "## Loss2Net: did the slope turn positive?",
+            "",
+            (
+                "Hard top-1 DQ depends only on sign(w). `w_init`: the random init "
+                "(the same as MSE's and DFL's for that seed); loss2net_from_mse "
+                f"starts every seed after {_l2n_pretrain()} MSE iterations (w < 0). "
+                "A seed with w_init > 0 is at the best validation DQ at iteration 0 "
+                "(best_iter 0): it says nothing about Loss2Net."
+            ),
+            "",
+            "| seed | w_init | " + " | ".join(f"{m} kept w | best_iter" for m in l2n)
+            + " |",
+            "|---" * (2 + 2 * len(l2n)) + "|",
+        ]
+        for i, s in enumerate(seeds):
+            cells = [f"{results[m].kept['theta']['w'][i]:.3f} | "
+                     f"{results[m].best_iter[i]}" for m in l2n]
+            lines.append(f"| {s} | {w0[i]:.3f} | " + " | ".join(cells) + " |")
+        lines.append("")
     if "taskmet" in results:
         lam = cubic.metric_curve(results["taskmet"], np.array(XS))
         lines += [
@@ -194,8 +232,12 @@ def main(argv):
             "methods": {},
         },
     )
-    for m in _METHODS.value:
-        res = cubic.run(m, seeds, cfg, data)
+    runs = [(m, m, cfg) for m in _METHODS.value]
+    if "loss2net" in _METHODS.value:
+        runs.append(("loss2net_from_mse", "loss2net",
+                     dataclasses.replace(cfg, l2n_pretrain=_l2n_pretrain())))
+    for m, method, run_cfg in runs:
+        res = cubic.run(method, seeds, run_cfg, data)._replace(method=m)
         results[m] = res
         timing["methods"][m] = {
             "compile_s": res.compile_s,

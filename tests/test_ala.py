@@ -85,7 +85,7 @@ def test_registry_smoke_on_two_sites_of_different_lengths(windowset):
 
 
 def test_stateful_metric_is_scored_in_time_order(windowset):
-    from usecases.power import make_metric
+    from l2n_jax.usecases.power import make_metric
 
     result = ala.fit_ala(tiny_config(), windowset.train, make_metric(),
                          valid=windowset.valid, seeds=(0,),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from l2n_jax import softsort
-from l2n_jax.usecases import cubic
+from l2n_jax.usecases import cubic, cubic_loss2net
 
 TINY = cubic.CubicConfig(
     n_items=8,
@@ -199,3 +199,76 @@ def test_a_diverging_run_is_flagged_and_keeps_its_last_finite_best():
     assert bool(res.diverged[0])
     assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(res.kept))
     assert res.best_iter[0] < res.stop_iter[0]
+
+
+# ------------------------------------------------------------------ Loss2Net
+# max_iters sets the noise schedule's length: over TINY's 20 iterations the noise
+# would be gone (0.5 -> 0.01) before the shaper has learnt anything.
+L2N_SMALL = dataclasses.replace(
+    TINY, n_items=20, n_train=60, n_valid=20, n_test=20, batch=10, max_iters=300,
+    l2n_pretrain=100,
+)
+
+
+def test_loss2net_cost_is_a_black_box_the_step_never_differentiates():
+    d, y = jnp.array([0.1, 2.0, -1.0, 0.5]), jnp.array([1.0, 3.0, -2.0, 0.0])
+    # Minus the normalised DQ of the top-1 pick (item 1, the best item here).
+    assert float(cubic_loss2net.system_cost(d, y)) == pytest.approx(-1.0)
+    with pytest.raises(TypeError, match="black box"):
+        jax.grad(cubic_loss2net.system_cost)(d, y)
+    # The whole training step goes through the wrapped cost: it runs, so nothing in
+    # it differentiates the cost.
+    hist = jax.jit(lambda k: cubic_loss2net.trace(TINY, k, cubic.make_data(TINY), 3))(
+        jax.random.key(0)
+    )
+    assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(hist))
+    assert float(hist["shaper_loss"][0]) > 0
+
+
+def test_loss2net_decisions_pick_what_the_predictor_picks():
+    x = jax.random.uniform(jax.random.key(0), (5, 8), minval=-1, maxval=1)
+    theta = {"w": jnp.array(-0.3), "b": jnp.array(0.7)}
+    d = cubic_loss2net.decisions(theta, x)
+    np.testing.assert_array_equal(jnp.argmax(d, -1), jnp.argmax(cubic.predict(theta, x), -1))
+    np.testing.assert_allclose(d.std(-1), 1.0, rtol=1e-4)
+    sigma = jax.jit(cubic_loss2net.noise_std(TINY))
+    np.testing.assert_allclose(
+        [sigma(0), sigma(TINY.max_iters)], [TINY.l2n_noise_start, TINY.l2n_noise_end],
+        rtol=1e-5,
+    )
+
+
+def test_loss2net_under_vmap_equals_the_per_seed_loop():
+    train, _ = cubic.make_train("loss2net", TINY)
+    data = cubic.make_data(TINY)
+    keys = jax.vmap(jax.random.key)(jnp.array([0, 1]))
+    batched = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, data)
+    single = jax.jit(train)
+    for i in range(2):
+        one = single(keys[i], data)
+        for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(batched)):
+            np.testing.assert_allclose(a, b[i], rtol=1e-4, atol=1e-5)
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(batched))
+    assert int(batched.rounds.min()) >= 3
+
+
+def test_loss2net_turns_the_mse_slope_positive():
+    # From the least-squares start (w < 0, the worst picks) every seed's slope
+    # must turn positive, the sign the decision needs, within 60 co-training steps.
+    data = cubic.make_data(L2N_SMALL)
+    keys = jax.vmap(jax.random.key)(jnp.arange(4))
+    hist = jax.jit(
+        jax.vmap(lambda k: cubic_loss2net.trace(L2N_SMALL, k, data, 60))
+    )(keys)
+    w = np.asarray(hist["w"])
+    assert np.all(w[:, 0] < 0)  # the MSE pre-training's slope
+    assert np.all(w[:, -1] > 0), w[:, -1]
+
+
+def test_loss2net_rejects_bad_settings():
+    with pytest.raises(ValueError, match="top 1"):
+        cubic.make_train("loss2net", dataclasses.replace(TINY, k=2))
+    with pytest.raises(ValueError, match="l2n_shaper"):
+        cubic.validate(dataclasses.replace(TINY, l2n_shaper="rnn"))
+    with pytest.raises(ValueError, match="l2n_warmup"):
+        cubic.validate(dataclasses.replace(TINY, l2n_warmup=-1))

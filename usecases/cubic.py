@@ -14,7 +14,8 @@ Protocol of the authors' configuration (LODLs in the TaskMet repository): Adam,
 ``batch`` instances per outer iteration, at most ``max_iters`` iterations,
 validation every ``val_every`` iterations (before that iteration's update), early
 stop after ``patience`` validations without improvement, the parameters of the best
-validation *loss* kept. Each method is one pure ``train(key, data)``; seeds are
+validation *loss* kept (Loss2Net, ``usecases.cubic_loss2net``: the best validation
+DQ, its true metric). Each method is one pure ``train(key, data)``; seeds are
 ``jit(vmap(train))``; the early stopping is a ``lax.while_loop`` over validation
 rounds, each a ``lax.scan`` of ``val_every`` iterations (no host round trip).
 """
@@ -32,7 +33,7 @@ import optax
 from l2n_jax import softsort, taskmet
 from l2n_jax.runs import seed_keys
 
-METHODS = ("mse", "dfl", "taskmet")
+METHODS = ("mse", "dfl", "taskmet", "loss2net")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,17 @@ class CubicConfig:
     outer_lr: float = 1e-3
     task_alpha: float = 0.0  # TaskMet task loss: -soft objective + task_alpha * MSE
     grad_tol: float = 1e-3  # inner early exit (the authors' threshold)
+    # Loss2Net (usecases/cubic_loss2net.py).
+    l2n_shaper: str = "set"  # 'set' (attention-pooled per-item net) or 'mlp'
+    l2n_hidden: int = 32
+    l2n_lr: float = 0.1  # the predictor's Adam
+    l2n_shaper_lr: float = 1e-2
+    # Noise std: in units of each instance's score spread (relative), else std(y).
+    l2n_relative_noise: bool = True
+    l2n_noise_start: float = 0.5
+    l2n_noise_end: float = 0.01
+    l2n_warmup: int = 20  # first iterations: only the shaper learns (may be 0)
+    l2n_pretrain: int = 0  # MSE iterations before co-training (0: from the init)
 
     @property
     def n_fit(self) -> int:
@@ -81,9 +93,10 @@ class CubicConfig:
 _COUNTS = tuple(
     f.name
     for f in dataclasses.fields(CubicConfig)
-    if f.type is int and f.name != "data_seed"
+    if f.type is int and f.name not in ("data_seed", "l2n_warmup", "l2n_pretrain")
 )
-_RATES = ("epsilon", "lr", "inner_lr", "outer_lr", "inner_clip")
+_RATES = ("epsilon", "lr", "inner_lr", "outer_lr", "inner_clip", "l2n_lr",
+          "l2n_shaper_lr", "l2n_noise_start", "l2n_noise_end")
 
 
 def validate(cfg: CubicConfig) -> CubicConfig:
@@ -98,6 +111,11 @@ def validate(cfg: CubicConfig) -> CubicConfig:
     for name in _RATES:
         if not getattr(cfg, name) > 0:
             fail(name, "must be > 0")
+    for name in ("l2n_warmup", "l2n_pretrain"):
+        if getattr(cfg, name) < 0:
+            fail(name, "must be >= 0")
+    if cfg.l2n_shaper not in ("set", "mlp"):
+        fail("l2n_shaper", "must be 'set' or 'mlp'")
     if cfg.k >= cfg.n_items:
         fail("k", f"must be < n_items ({cfg.n_items})")
     if cfg.n_fit < 1:
@@ -346,6 +364,10 @@ def make_train(method: str, cfg: CubicConfig):
         ), None
     if method == "taskmet":
         return _taskmet_train(cfg)
+    if method == "loss2net":
+        from . import cubic_loss2net  # it builds on this module
+
+        return cubic_loss2net.make_train(cfg), None
     raise ValueError(f"unknown cubic method {method!r}; choose one of {METHODS}")
 
 
@@ -377,7 +399,7 @@ def run(
     """Trains ``method`` for every seed in one jitted, vmapped program.
 
     Args:
-      method: 'mse', 'dfl' or 'taskmet'.
+      method: 'mse', 'dfl', 'taskmet' or 'loss2net'.
       seeds: distinct run seeds (the data set is fixed by ``cfg.data_seed``).
       cfg: settings (default: the authors').
       data: the data set (default: ``make_data(cfg)``).
