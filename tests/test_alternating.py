@@ -62,3 +62,39 @@ def test_the_registry_entry_alternates_one_epoch_each():
     assert fit.config.alternate_steps == len(ws.train.targets) // 32
     assert np.isfinite(run.rows["cost"]).all() and len(run.rows) == 2
     chex.assert_shape(fit.predict(ws.test.inputs), (2, len(ws.test.targets), 1))
+
+
+def test_alternating_seeds_vmapped_equal_the_per_seed_loop(train_windows, valid_windows):
+    config = tiny_config(epochs=3, pretrain_epochs=1, alternate_steps=2)
+    program = l2n.make_program(config, Shapes.of(train_windows), metric=asymmetric_cost)
+    keys = jax.vmap(jax.random.key)(np.arange(2))
+    together, _ = jax.jit(jax.vmap(program.run, in_axes=(0, None, None)))(
+        keys, train_windows, valid_windows)
+    for i in range(2):
+        alone, _ = jax.jit(program.run)(keys[i], train_windows, valid_windows)
+        mine = jax.tree.map(lambda x: x[i], together.params)
+        assert all(np.isfinite(x).all() for x in jax.tree.leaves(mine))
+        chex.assert_trees_all_close(mine, alone.params, atol=1e-5, rtol=1e-4)
+
+
+def test_l2n_train_runs_the_loss_learning_family(tmp_path):
+    """CLI smoke: alternating, TaskMet (three ways) and ALA from ``l2n_train``."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    script = shutil.which("l2n_train") or os.path.join(os.path.dirname(sys.executable),
+                                                       "l2n_train")
+    family = ["alternating", "taskmet", "taskmet_margin", "taskmet_shaper", "ala"]
+    proc = subprocess.run(
+        [script, "--usecase=netalloc", "--quick", "--sites=eu", "--seeds=2",
+         f"--method={','.join(family)}", "--workdir=out"],
+        cwd=tmp_path, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True,
+        text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert sorted(set(df["method"])) == sorted(family)
+    assert np.isfinite(df["test_cost"]).all() and len(df) == 2 * len(family)
