@@ -7,15 +7,30 @@ stays runnable for ablations (see BUILD_NOTES.md, "robustness ablation").
 """
 
 import dataclasses
+import types
 from typing import Any
 
 _IR_KINDS = ("mlp", "lstm")
+_PREDICTOR_KINDS = ("irs", "monolithic")
 _SHAPER_ACTIVATIONS = ("siren", "relu")
 _LR_SCHEDULES = ("cyclic", "fixed", "exp")
 _NOISE_SCHEDULES = ("exp", "fixed", "none")
 _SHAPER_INPUTS = ("decision", "error")
 _SHAPER_SINS = ("poly", "xla")
 _SEED_BATCHINGS = ("vmap", "map")
+
+
+# What ``Config.literal()`` sets: every measure l2n_jax adds to the paper, off.
+LITERAL = types.MappingProxyType({
+    "shaper_lr": 1e-4,
+    "forecast_skip": False,
+    "pretrain_epochs": 0,
+    "shaper_warmup_epochs": 0,
+    "replay_size": 0,
+    "range_penalty": 0.0,
+    "shaper_input": "decision",
+    "select_best": False,
+})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +83,14 @@ class Config:
         both in every step. Every step still queries the system.
       split_irs: no assembler; IR ``s`` emits decision ``s`` directly (the paper's
         "bm-split" ablation; needs as many decisions as input series).
+      predictor_kind: 'irs' (paper: per-series IRs + assembler) or 'monolithic'
+        (the paper's Table 3 "bm-monolithic" ablation: one IR-like block, the
+        ``ir_kind`` MLP or LSTM, over all series at once, then the assembler MLP;
+        no per-series IRs).
+      split_shaper: one loss shaper per decision, shaper ``i`` fitted to the
+        reported cost from decision ``i`` and the obs alone, and decision ``i``
+        stepped down shaper ``i`` only (with ``split_irs``: independent Loss2Net
+        instances, the paper's Table 3 "bm-split"). Needs shaper_input='decision'.
       freeze_shaper: Loss2Net only: the loss shaper is not trained; the predictor
         learns on the shaper it starts from (``fit(..., shaper=...)``, a shaper
         learned elsewhere: the paper's transfer, appendix D.3).
@@ -113,6 +136,8 @@ class Config:
     alternate_steps: int = 0
     select_best: bool = True
     split_irs: bool = False
+    predictor_kind: str = "irs"
+    split_shaper: bool = False
     freeze_shaper: bool = False
     log_every: int = 10
     checkpoint_every: int = 0
@@ -128,18 +153,12 @@ class Config:
     @classmethod
     def literal(cls, **changes: Any) -> "Config":
         """The paper's Algorithm 1 with every added robustness measure off."""
-        base = dict(
-            shaper_lr=1e-4,
-            forecast_skip=False,
-            pretrain_epochs=0,
-            shaper_warmup_epochs=0,
-            replay_size=0,
-            range_penalty=0.0,
-            shaper_input="decision",
-            select_best=False,
-        )
-        base.update(changes)
-        return cls(**base)
+        return cls(**{**LITERAL, **changes})
+
+    def as_literal(self) -> "Config":
+        """This config with every added robustness measure off (``LITERAL``): the
+        paper's algorithm at this config's budget and architecture."""
+        return self.replace(**LITERAL)
 
     @property
     def cotrain_epochs(self) -> int:
@@ -202,6 +221,7 @@ def validate(config: Config) -> None:
         _layers(config, name)
     _layers(config, "assembler", allow_empty=True)
     _choice(config, "ir_kind", _IR_KINDS)
+    _choice(config, "predictor_kind", _PREDICTOR_KINDS)
     _choice(config, "shaper_activation", _SHAPER_ACTIVATIONS)
     _choice(config, "lr_schedule", _LR_SCHEDULES)
     _choice(config, "noise_schedule", _NOISE_SCHEDULES)
@@ -230,6 +250,13 @@ def validate(config: Config) -> None:
     if config.alternate_steps and config.freeze_shaper:
         raise ValueError("Config.alternate_steps alternates shaper and predictor "
                          "training; a frozen shaper (freeze_shaper) has no turns")
-    for name in ("feed_eps", "forecast_skip", "select_best", "split_irs", "freeze_shaper"):
+    if config.predictor_kind == "monolithic" and config.split_irs:
+        raise ValueError("Config.predictor_kind='monolithic' has no per-series IRs to "
+                         "split (split_irs)")
+    if config.split_shaper and config.shaper_input != "decision":
+        raise ValueError("Config.split_shaper: shaper i sees decision i alone, so "
+                         f"shaper_input must be 'decision', got {config.shaper_input!r}")
+    for name in ("feed_eps", "forecast_skip", "select_best", "split_irs", "freeze_shaper",
+                 "split_shaper"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"Config.{name} must be a bool, got {getattr(config, name)!r}")

@@ -100,5 +100,6 @@ register("alternating", alternating,
 register("bm_split", cotrained("bm_split", split_irs=True),
          doc="Loss2Net without the assembler: each IR decides for its own series")
 
+
 # Trainers that register their own entries (imported last: they build on the above).
-from l2n_jax import ala, taskmet_trainer  # noqa: E402,F401  (ala; taskmet, taskmet_*)
+from l2n_jax import ala, ablation_variants, taskmet_trainer  # noqa: E402,F401

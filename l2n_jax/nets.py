@@ -8,7 +8,7 @@ module object lives in the training state.
   are vmapped over the series axis with stacked parameters (one batched matmul
   instead of ``n_series`` small ones; an LSTM IR of a single series runs unbatched,
   with the same parameters). An IR is an MLP over the flattened window or the
-  paper's stacked LSTM, written out by hand for speed (``lstm_layer``: input
+  paper's stacked LSTM, written out by hand for speed (``lstm.lstm_layer``: input
   projections hoisted out of the time loop, fused gates, a hand-written backward
   pass). Each IR emits a feature vector and its own one-step forecast of its series
   (the target of IR pre-training): a linear head on the features (paper), or, with
@@ -17,20 +17,25 @@ module object lives in the training state.
   exploration noise ``eps`` (paper 3.3) and emits the ``m`` decisions; with
   ``forecast_skip`` it also has a linear path from the forecasts, initialised so
   that the untrained predictor is persistence.
+* Ablations of the predictor (paper Table 3): ``Config.predictor_kind='monolithic'``
+  replaces the IRs by one block of the IR kind over all series at once (then the
+  assembler), "bm-monolithic"; ``Config.split_irs`` drops the assembler (IR s
+  decides for series s).
 * Loss shaper = a SIREN MLP ``sin(omega0 (W h + b))`` with omega0 = 30 in the first
   layer and 1 after (Sitzmann et al. 2020 initialisation), or a ReLU MLP for the
   ablation; scalar linear output. The sine is ``fastmath.sin`` by default: XLA's CPU
-  sine is scalar libm code and was over half of a train step.
+  sine is scalar libm code and was over half of a train step. With
+  ``Config.split_shaper``, m independent shapers with stacked parameters, shaper i
+  on [decision i, obs] ("bm-split").
 """
 
-import functools
 from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from l2n_jax import fastmath
+from l2n_jax import fastmath, lstm
 from l2n_jax.config import Config
 
 PyTree = Any
@@ -54,135 +59,14 @@ def _ir_head(x, h, skip):
 class _MLPIR(nn.Module):
     hidden: tuple[int, ...]
     skip: bool
+    head: bool = True  # False: features only (the monolithic block), forecast None
 
     @nn.compact
     def __call__(self, x):  # x: [B, lookback, F]
         h = x.reshape(x.shape[0], -1)
         for width in self.hidden:
             h = nn.relu(nn.Dense(width)(h))
-        return h, _ir_head(x, h, self.skip)
-
-
-# The LSTM IR is written out rather than built from nn.RNN(nn.OptimizedLSTMCell),
-# for speed on CPU. Forward: each layer's input projection is one
-# [B*L, in] @ [in, 4H] matmul outside the time loop, and the loop holds only
-# h @ W_hh, the four gates fused into one [H, 4H] kernel. Backward is written by
-# hand (jax.custom_vjp): the time loop holds only dz @ W_hh^T, each weight gradient
-# is one matmul over all B*L rows instead of one small matmul per time step, and
-# three arrays per layer are kept for it (activated gates, cell and hidden states).
-# Arrays are batch-major, [B, L, ...]: XLA then needs fewer transposes for the
-# weight gradients than time-major, and the train step measured 10-20% faster.
-# Windows of up to 32 steps are unrolled (a Python loop over L): a lax.scan's
-# while loop costs zero-initialised output buffers, copies and dynamic slices per
-# step, and with unroll=1 or 4 the train step was 15-20% slower than unrolled.
-
-
-def _gate_scale(width):
-    # tanh(z) = 2 sigmoid(2 z) - 1: scaling the g-gate block by 2 turns the four
-    # gate activations into one sigmoid over the fused [.., 4H] pre-activations.
-    return jnp.repeat(jnp.array([1.0, 1.0, 2.0, 1.0], jnp.float32), width)
-
-
-def _cell(z, c, scale):
-    """One LSTM step from fused pre-activations z [B, 4H] (gate order i, f, g, o).
-
-    Returns (activated gates [B, 4H], new cell state, new hidden state).
-    """
-    a = jax.nn.sigmoid(z * scale) * scale - (scale - 1.0)
-    i, f, g, o = jnp.split(a, 4, axis=-1)
-    c = f * c + i * g
-    return a, c, o * jnp.tanh(c)
-
-
-def _time_loop(step, carry, xs, unroll, reverse=False):
-    """``lax.scan`` of ``step`` over axis 1 (time) of ``xs``; outputs stacked on axis 1.
-
-    A window of at most ``unroll`` steps runs as a plain Python loop (a fully
-    unrolled scan); longer ones as ``lax.scan`` with that unroll factor.
-    """
-    n = jax.tree.leaves(xs)[0].shape[1]
-    if unroll < n or n == 0:  # n == 0: lax.scan gives correctly shaped empty outputs
-        def swap(tree):
-            return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), tree)
-
-        carry, ys = jax.lax.scan(step, carry, swap(xs), reverse=reverse, unroll=unroll)
-        return carry, swap(ys)
-    ys = [None] * n
-    for t in reversed(range(n)) if reverse else range(n):
-        carry, ys[t] = step(carry, jax.tree.map(lambda a, t=t: a[:, t], xs))
-    return carry, jax.tree.map(lambda *y: jnp.stack(y, axis=1), *ys)
-
-
-def _lstm_fwd(x, w_ih, w_hh, b, sequences, unroll):
-    scale = _gate_scale(w_hh.shape[0])
-    xw = x @ w_ih + b  # [B, L, 4H]: every time step's input projection at once
-    a0, c0, h0 = _cell(xw[:, 0], 0.0, scale)  # zero initial state: no h @ W_hh yet
-
-    def step(carry, xw_t):
-        c, h = carry
-        a, c, h = _cell(xw_t + h @ w_hh, c, scale)
-        return (c, h), (a, c, h)
-
-    (_, h_last), (a, c, h) = _time_loop(step, (c0, h0), xw[:, 1:], unroll)
-    a, c, h = (jnp.concatenate([first[:, None], rest], axis=1) for first, rest in
-               ((a0, a), (c0, c), (h0, h)))
-    return (h if sequences else h_last), (x, a, c, h, w_ih, w_hh)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def lstm_layer(x, w_ih, w_hh, b, sequences=True, unroll=32):
-    """One LSTM layer over a batch-major sequence, zero initial state.
-
-    Args:
-      x: [B, L, in] inputs.
-      w_ih: [in, 4H] input kernel; w_hh: [H, 4H] recurrent kernel; b: [4H] bias.
-        Gate blocks in order i, f, g, o.
-      sequences: return every hidden state [B, L, H], or only the last [B, H].
-      unroll: time steps per ``lax.scan`` iteration; a window of at most this
-        many steps is unrolled completely.
-    """
-    return _lstm_fwd(x, w_ih, w_hh, b, sequences, unroll)[0]
-
-
-def _lstm_bwd(sequences, unroll, res, ct):
-    x, a, c, h, w_ih, w_hh = res
-    is_g = _gate_scale(w_hh.shape[0]) > 1.0
-    c_prev = jnp.concatenate([jnp.zeros_like(c[:, :1]), c[:, :-1]], axis=1)
-
-    def dz_at(dh, dc, a_t, c_t, c_prev_t):
-        i, f, g, o = jnp.split(a_t, 4, axis=-1)
-        tc = jnp.tanh(c_t)
-        dc = dc + dh * o * (1.0 - tc * tc)
-        da = jnp.concatenate([dc * g, dc * c_prev_t, dc * i, dh * tc], -1)
-        dz = da * jnp.where(is_g, 1.0 - a_t * a_t, a_t * (1.0 - a_t))  # tanh', sigmoid'
-        # The division by 1 (exact: tc is finite) makes the carried cell gradient
-        # an "expensive" op to XLA, which then computes it once per step. Without
-        # it XLA fuses the whole elementwise dc chain into every consumer, O(L^2)
-        # work: a fifth of the forward+backward time at L = 12. The divisor is
-        # full-size so that XLA cannot turn the division into a multiplication.
-        return dz, dc * f / (1.0 + 0.0 * tc)
-
-    def step(carry, xs):
-        dh, dc = carry
-        ct_t, *state_t = xs
-        dz, dc = dz_at(ct_t + dh, dc, *state_t)
-        return (dz @ w_hh.T, dc), dz
-
-    zeros = jnp.zeros_like(c[:, 0])
-    if sequences:
-        ct_seq, dh = ct, zeros
-    else:  # only h_L was used: its cotangent enters the recurrence at the end
-        ct_seq, dh = jnp.zeros_like(c), ct
-    xs = (ct_seq[:, 1:], a[:, 1:], c[:, 1:], c_prev[:, 1:])
-    (dh, dc), dz = _time_loop(step, (dh, zeros), xs, unroll, reverse=True)
-    dz0, _ = dz_at(ct_seq[:, 0] + dh, dc, a[:, 0], c[:, 0], c_prev[:, 0])
-    dz = jnp.concatenate([dz0[:, None], dz], axis=1)  # [B, L, 4H]: d loss / d z
-    d_w_ih = jnp.einsum("bti,btg->ig", x, dz)
-    d_w_hh = jnp.einsum("bth,btg->hg", h[:, :-1], dz[:, 1:])  # h_{t-1} meets dz_t
-    return dz @ w_ih.T, d_w_ih, d_w_hh, dz.sum((0, 1))
-
-
-lstm_layer.defvjp(_lstm_fwd, _lstm_bwd)
+        return h, _ir_head(x, h, self.skip) if self.head else None
 
 
 def _recurrent_init(key, shape, dtype=jnp.float32):
@@ -205,6 +89,7 @@ class _LSTMIR(nn.Module):
     hidden: tuple[int, ...]
     skip: bool
     unroll: int = 32
+    head: bool = True  # False: features only (the monolithic block), forecast None
 
     @nn.compact
     def __call__(self, x):  # x: [B, lookback, F]
@@ -215,9 +100,9 @@ class _LSTMIR(nn.Module):
             w_hh = self.param(f"w_hh_{n}", _recurrent_init, (width, 4 * width))
             bias = self.param(f"b_{n}", nn.initializers.zeros, (4 * width,))
             last = n + 1 == len(self.hidden)
-            h = lstm_layer(h, w_ih, w_hh, bias, not last, self.unroll)
+            h = lstm.lstm_layer(h, w_ih, w_hh, bias, not last, self.unroll)
         h = nn.relu(h)  # the last layer returned only its last state, [B, H]
-        return h, _ir_head(x, h, self.skip)
+        return h, _ir_head(x, h, self.skip) if self.head else None
 
 
 class _Predictor(nn.Module):
@@ -259,24 +144,58 @@ class _Predictor(nn.Module):
         if self.feed_eps:
             parts.append(eps)
         h = jnp.concatenate(parts, axis=-1)
-        for width in self.assembler:
-            h = nn.relu(nn.Dense(width)(h))
-        if not self.skip:
-            return nn.Dense(self.decision_dim)(h), forecasts
-        # A linear path from the IR forecasts to the decisions, beside the ReLU
-        # stack: decisions that are (shifted) combinations of forecasts stay easy.
-        # Initialised so the untrained predictor outputs the IR forecasts themselves
-        # (m == n_series) or their mean (otherwise): the persistence forecast.
-        n_series = forecasts.shape[-1]
-        if n_series == self.decision_dim:
-            skip_init = lambda k, s, d=jnp.float32: jnp.eye(s[0], s[1], dtype=d)
-        else:
-            skip_init = nn.initializers.constant(1.0 / n_series)
-        skip = nn.Dense(
-            self.decision_dim, use_bias=False, kernel_init=skip_init, name="forecast_skip"
-        )
-        head = nn.Dense(self.decision_dim, kernel_init=nn.initializers.zeros)
-        return head(h) + skip(forecasts), forecasts
+        return _assemble(h, forecasts, self.assembler, self.decision_dim, self.skip), forecasts
+
+
+def _assemble(h, forecasts, hidden, decision_dim, skip):
+    """The assembler MLP on ``h`` and its output layer: [B, *] -> decisions [B, m].
+
+    Called inside a predictor's compact ``__call__``: its layers are the caller's.
+    """
+    for width in hidden:
+        h = nn.relu(nn.Dense(width)(h))
+    if not skip:
+        return nn.Dense(decision_dim)(h)
+    # A linear path from the IR forecasts to the decisions, beside the ReLU
+    # stack: decisions that are (shifted) combinations of forecasts stay easy.
+    # Initialised so the untrained predictor outputs the IR forecasts themselves
+    # (m == n_series) or their mean (otherwise): the persistence forecast.
+    n_series = forecasts.shape[-1]
+    if n_series == decision_dim:
+        skip_init = lambda k, s, d=jnp.float32: jnp.eye(s[0], s[1], dtype=d)
+    else:
+        skip_init = nn.initializers.constant(1.0 / n_series)
+    path = nn.Dense(decision_dim, use_bias=False, kernel_init=skip_init, name="forecast_skip")
+    head = nn.Dense(decision_dim, kernel_init=nn.initializers.zeros)
+    return head(h) + path(forecasts)
+
+
+class _Monolithic(nn.Module):
+    """bm-monolithic (paper Table 3): no per-series IRs. One block of the IR kind
+    (MLP over the flattened window, or stacked LSTM) sees every series at once, as
+    the features of one sequence; the assembler MLP (with eps) maps its features to
+    the decisions. Its "IR forecasts" are the series' last values (persistence, no
+    parameters): the IR term of MSE pre-training is then a constant, and with
+    ``forecast_skip`` the untrained predictor outputs persistence, as Loss2Net's.
+    """
+
+    ir_kind: str
+    hidden: tuple[int, ...]
+    assembler: tuple[int, ...]
+    decision_dim: int
+    feed_eps: bool
+    skip: bool
+
+    @nn.compact
+    def __call__(self, inputs, eps):  # inputs: [B, S, L, F]; eps: [B, m]
+        b, n_series, lookback, n_features = inputs.shape
+        x = jnp.swapaxes(inputs, 1, 2).reshape(b, lookback, n_series * n_features)
+        block = _MLPIR if self.ir_kind == "mlp" else _LSTMIR
+        h, _ = block(self.hidden, False, head=False, name="block")(x)
+        last = inputs[:, :, -1, 0]  # [B, S]
+        parts = [h, eps] if self.feed_eps else [h]
+        h = jnp.concatenate(parts, axis=-1)
+        return _assemble(h, last, self.assembler, self.decision_dim, self.skip), last
 
 
 class _SirenLayer(nn.Module):
@@ -345,6 +264,10 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
       (decisions [B,m], ir_forecasts [B,S])``.
     """
     ir_hidden = config.ir_mlp if config.ir_kind == "mlp" else config.predictor_lstm
+    if config.predictor_kind == "monolithic":
+        module = _Monolithic(config.ir_kind, ir_hidden, config.assembler, decision_dim,
+                             config.feed_eps, config.forecast_skip)
+        return _network(module, input_shape, decision_dim)
     if config.split_irs and input_shape[0] != decision_dim:
         raise ValueError(
             f"Config.split_irs needs one input series per decision, got {input_shape[0]} "
@@ -359,6 +282,10 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
         config.forecast_skip,
         config.split_irs,
     )
+    return _network(module, input_shape, decision_dim)
+
+
+def _network(module, input_shape, decision_dim) -> Network:
     example_x = jnp.zeros((1, *input_shape), jnp.float32)
     example_eps = jnp.zeros((1, decision_dim), jnp.float32)
 
@@ -371,12 +298,20 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
     return Network(init, apply)
 
 
-def make_shaper(config: Config, input_dim: int) -> Network:
-    """Builds the loss shaper: ``apply(params, x [B, input_dim]) -> [B]``."""
+def make_shaper(config: Config, input_dim: int, decision_dim: int | None = None) -> Network:
+    """Builds the loss shaper: ``apply(params, x [B, input_dim]) -> [B]``.
+
+    With ``config.split_shaper``, ``decision_dim`` = m shapers with stacked
+    parameters (leading axis m): x = [decisions [B, m], seen [B, input_dim - m]],
+    shaper i sees [decision i, seen] and ``apply`` returns [B, m]. Its ``apply``
+    reads m from the parameters, so ``decision_dim`` is needed by ``init`` only.
+    """
     module = _Shaper(
         config.shaper_hidden, config.shaper_activation, config.omega0_first, config.omega0,
         config.shaper_sin,
     )
+    if config.split_shaper:
+        return _split_shaper(module, input_dim, decision_dim)
     example = jnp.zeros((1, input_dim), jnp.float32)
 
     def init(key):
@@ -384,5 +319,29 @@ def make_shaper(config: Config, input_dim: int) -> Network:
 
     def apply(params, x):
         return module.apply({"params": params}, x)
+
+    return Network(init, apply)
+
+
+def split_inputs(x, m: int):
+    """[decisions [B, m], seen [B, k]] -> [m, B, 1 + k]: decision i with the seen."""
+    seen = x[:, m:]
+    return jax.vmap(lambda d: jnp.concatenate([d[:, None], seen], -1), 1)(x[:, :m])
+
+
+def _split_shaper(module, input_dim: int, decision_dim: int | None) -> Network:
+    """``m`` independent shapers (bm-split), stacked on a leading axis."""
+
+    def init(key):
+        if decision_dim is None:
+            raise ValueError("make_shaper: a split shaper's init needs decision_dim")
+        example = jnp.zeros((1, 1 + input_dim - decision_dim), jnp.float32)
+        keys = jax.random.split(key, decision_dim)
+        return jax.vmap(lambda k: module.init(k, example)["params"])(keys)
+
+    def apply(params, x):
+        m = jax.tree.leaves(params)[0].shape[0]
+        out = jax.vmap(lambda p, xi: module.apply({"params": p}, xi))(params, split_inputs(x, m))
+        return out.T  # [B, m]
 
     return Network(init, apply)

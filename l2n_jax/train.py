@@ -109,6 +109,25 @@ def mse_pretrain(config: Config, predictor) -> Callable:
     return pretrain
 
 
+def _per_decision_losses(config: Config, seen_dim: int, features):
+    """``Config.split_shaper``: the sum over decisions i of shaper i's own fit loss
+    and own shaped loss (the paper's losses, ``variants``, on decision i alone), so
+    each shaper and each decision gets exactly its own instance's gradient."""
+    one = nets.make_shaper(config.replace(split_shaper=False), 1 + seen_dim)
+    fit_one = variants.shaper_fit_loss(one.apply, features)
+    shaped_one = variants.shaped_loss(one.apply, features)
+
+    def shaper_loss(shaper, decisions, seen, costs, weights):
+        per = jax.vmap(fit_one, (0, 1, None, None, None))
+        return jnp.sum(per(shaper, decisions[..., None], seen, costs, weights))
+
+    def shaped_loss(decisions, shaper, seen, eps):
+        per = jax.vmap(shaped_one, (1, 0, None, 1))
+        return jnp.sum(per(decisions[..., None], shaper, seen, eps[..., None]))
+
+    return shaper_loss, shaped_loss
+
+
 def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
     """Loss2Net: the predictor learns through a shaper fitted to reported costs."""
     if metric is None:
@@ -120,13 +139,16 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
     n_steps = (batching.segmented(config.batch_size, shapes.n_train, segments) if stateful
                else batching.shuffled(config.batch_size, shapes.n_train)).steps
     predictor = nets.make_predictor(config, shapes.input_shape, m)
-    shaper = nets.make_shaper(config, m + k + j)
+    shaper = nets.make_shaper(config, m + k + j, m)
     cost = cost_model(metric, j, lanes or 1)
     metric_b = batch_metric(metric)
     memory = variants.memory(config, m, k + j)
     features = variants.features(config)
-    shaper_loss = variants.shaper_fit_loss(shaper.apply, features)
-    shaped_loss = variants.shaped_loss(shaper.apply, features)
+    if config.split_shaper:
+        shaper_loss, shaped_loss = _per_decision_losses(config, k + j, features)
+    else:
+        shaper_loss = variants.shaper_fit_loss(shaper.apply, features)
+        shaped_loss = variants.shaped_loss(shaper.apply, features)
     shaper_tx = variants.shaper_optimizer(config)
     n_epochs = config.cotrain_epochs
 
