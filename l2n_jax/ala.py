@@ -51,29 +51,7 @@ from l2n_jax.train import Shapes, mse_pretrain
 
 PARAMS = ala_policy.PARAMS  # Phi = (logit tau, margin, log w_mse)
 ALAConfig = ala_policy.ALAConfig
-
-
-def aligned_loss(pred, target, phi, scale):
-    """The loss family L_Phi for one sample: pred, target, scale [m]; phi [3]."""
-    tau = jax.nn.sigmoid(phi[0])
-    r = (pred - target) / scale - phi[1]
-    return jnp.mean(2.0 * tau * jax.nn.relu(-r) + 2.0 * (1.0 - tau) * jax.nn.relu(r)
-                    + jnp.exp(phi[2]) * r ** 2)
-
-
-def target_scale(train: Split):
-    """[m] std of the live training targets' one-step change, floored at 1e-3 of
-    their range (a flat series must not divide by zero)."""
-    w = train.windows
-    change, targets = w.targets - w.current, w.targets
-    live = (jnp.ones(len(w), bool) if not train.padded
-            else jnp.arange(len(w)) < train.n)[:, None]
-    n = jnp.sum(live)
-    mean = jnp.sum(jnp.where(live, change, 0.0), 0) / n
-    std = jnp.sqrt(jnp.sum(jnp.where(live, (change - mean) ** 2, 0.0), 0) / n)
-    span = (jnp.where(live, targets, -jnp.inf).max(0)
-            - jnp.where(live, targets, jnp.inf).min(0))
-    return jnp.maximum(std, 1e-3 * span + 1e-12)
+aligned_loss, target_scale = ala_policy.aligned_loss, ala_policy.target_scale
 
 
 def period_layout(base: batching.Layout, k: int, periods: int) -> batching.Layout:
@@ -185,6 +163,27 @@ def _vmap_pretrain(config: Config, predictor, children: int):
     return pretrain
 
 
+def _period_steps(config: Config, shapes: Shapes, ala: ALAConfig) -> int:
+    """K, the predictor steps of one policy period."""
+    steps = batching.shuffled(config.batch_size, shapes.n_train).steps
+    k = steps // ala.periods_per_epoch
+    if k < 1:
+        raise ValueError(
+            f"ALAConfig.periods_per_epoch ({ala.periods_per_epoch}) exceeds the {steps} "
+            "steps of an epoch: lower it, or Config.batch_size")
+    return k
+
+
+def _child_costs(predict, metric_b, children, valid: Split):
+    """[N] mean validation cost of each child (live rows only on a padded site)."""
+    pred = jax.vmap(predict, (0, None))(children, valid.windows.inputs)
+    costs = jax.vmap(metric_b, (0, None))(pred, valid.windows.obs)  # [N, rows]
+    if not valid.padded:
+        return jnp.mean(costs, axis=1)
+    live = jnp.arange(costs.shape[1]) < valid.n
+    return jnp.sum(jnp.where(live, costs, 0.0), axis=1) / valid.n
+
+
 def ala_trainer(config: Config, shapes: Shapes, metric, ala: ALAConfig) -> engine.Trainer:
     """ALA as an ``engine.Trainer`` (its step sees the validation split)."""
     if metric is None:
@@ -195,12 +194,7 @@ def ala_trainer(config: Config, shapes: Shapes, metric, ala: ALAConfig) -> engin
     policy = ala_policy.make_policy(n_in, p, ala.policy_hidden)
     policy_tx = optax.adam(ala.policy_lr)
     metric_b = batch_metric(metric)
-    steps = batching.shuffled(config.batch_size, shapes.n_train).steps
-    k = steps // ala.periods_per_epoch
-    if k < 1:
-        raise ValueError(
-            f"ALAConfig.periods_per_epoch ({ala.periods_per_epoch}) exceeds the {steps} "
-            "steps of an epoch: lower it, or Config.batch_size")
+    k = _period_steps(config, shapes, ala)
     movable = jnp.asarray([name in ala.moves for name in PARAMS])
     bounds = tuple(jnp.asarray(v, jnp.float32)
                    for v in (ala.phi_low, ala.phi_high, ala.step_sizes))
@@ -214,12 +208,7 @@ def ala_trainer(config: Config, shapes: Shapes, metric, ala: ALAConfig) -> engin
                              ala.periods_per_epoch)
 
     def child_costs(children, valid: Split):
-        pred = jax.vmap(predict, (0, None))(children, valid.windows.inputs)
-        costs = jax.vmap(metric_b, (0, None))(pred, valid.windows.obs)  # [N, rows]
-        if not valid.padded:
-            return jnp.mean(costs, axis=1)
-        live = jnp.arange(costs.shape[1]) < valid.n
-        return jnp.sum(jnp.where(live, costs, 0.0), axis=1) / valid.n
+        return _child_costs(predict, metric_b, children, valid)
 
     def init(key, start_params=None):
         if start_params:

@@ -286,3 +286,27 @@ def validate(ala: ALAConfig) -> None:
             isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in ala.policy_hidden):
         raise ValueError(f"ALAConfig.policy_hidden must be a tuple of positive ints, "
                          f"got {ala.policy_hidden!r}")
+
+
+# The loss family the policy moves (Phi = PARAMS).
+def aligned_loss(pred, target, phi, scale):
+    """The loss family L_Phi for one sample: pred, target, scale [m]; phi [3]."""
+    tau = jax.nn.sigmoid(phi[0])
+    r = (pred - target) / scale - phi[1]
+    return jnp.mean(2.0 * tau * jax.nn.relu(-r) + 2.0 * (1.0 - tau) * jax.nn.relu(r)
+                    + jnp.exp(phi[2]) * r ** 2)
+
+
+def target_scale(train):
+    """[m] std of the live training targets' one-step change, floored at 1e-3 of
+    their range (a flat series must not divide by zero)."""
+    w = train.windows
+    change, targets = w.targets - w.current, w.targets
+    live = (jnp.ones(len(w), bool) if not train.padded
+            else jnp.arange(len(w)) < train.n)[:, None]
+    n = jnp.sum(live)
+    mean = jnp.sum(jnp.where(live, change, 0.0), 0) / n
+    std = jnp.sqrt(jnp.sum(jnp.where(live, (change - mean) ** 2, 0.0), 0) / n)
+    span = (jnp.where(live, targets, -jnp.inf).max(0)
+            - jnp.where(live, targets, jnp.inf).min(0))
+    return jnp.maximum(std, 1e-3 * span + 1e-12)

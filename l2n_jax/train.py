@@ -128,6 +128,16 @@ def _per_decision_losses(config: Config, seen_dim: int, features):
     return shaper_loss, shaped_loss
 
 
+def _shaper_losses(config: Config, shaper, seen_dim: int):
+    """(the shaper's fit loss, the predictor's shaped loss): the paper's, or with
+    ``Config.split_shaper`` the per-decision sums."""
+    features = variants.features(config)
+    if config.split_shaper:
+        return _per_decision_losses(config, seen_dim, features)
+    return (variants.shaper_fit_loss(shaper.apply, features),
+            variants.shaped_loss(shaper.apply, features))
+
+
 def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
     """Loss2Net: the predictor learns through a shaper fitted to reported costs."""
     if metric is None:
@@ -143,12 +153,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
     cost = cost_model(metric, j, lanes or 1)
     metric_b = batch_metric(metric)
     memory = variants.memory(config, m, k + j)
-    features = variants.features(config)
-    if config.split_shaper:
-        shaper_loss, shaped_loss = _per_decision_losses(config, k + j, features)
-    else:
-        shaper_loss = variants.shaper_fit_loss(shaper.apply, features)
-        shaped_loss = variants.shaped_loss(shaper.apply, features)
+    shaper_loss, shaped_loss = _shaper_losses(config, shaper, k + j)
     shaper_tx = variants.shaper_optimizer(config)
     n_epochs = config.cotrain_epochs
 

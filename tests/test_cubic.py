@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from l2n_jax import softsort
-from l2n_jax.usecases import cubic, cubic_loss2net
+from l2n_jax.usecases import cubic, cubic_loss2net, cubic_taskmet
 
 TINY = cubic.CubicConfig(
     n_items=8,
@@ -141,7 +141,7 @@ def test_run_rejects_bad_inputs():
 def _tiny_parts():
     data = cubic.make_data(TINY)
     metric = cubic.taskmet.metric_net(1, 1, TINY.metric_hidden)
-    return cubic._taskmet_parts(TINY, data, metric), metric, data
+    return cubic_taskmet.taskmet_parts(TINY, data, metric), metric, data
 
 
 def test_precomputed_metric_gives_the_same_inner_loss():
