@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from l2n_jax import softsort
+from l2n_jax import softsort, taskmet
 from l2n_jax.usecases import cubic, cubic_loss2net, cubic_taskmet
 
 TINY = cubic.CubicConfig(
@@ -140,7 +140,7 @@ def test_run_rejects_bad_inputs():
 
 def _tiny_parts():
     data = cubic.make_data(TINY)
-    metric = cubic.taskmet.metric_net(1, 1, TINY.metric_hidden)
+    metric = taskmet.metric_net(1, 1, TINY.metric_hidden)
     return cubic_taskmet.taskmet_parts(TINY, data, metric), metric, data
 
 
@@ -174,7 +174,7 @@ def test_cubic_hypergradient_matches_the_closed_form_inner_solution():
     @jax.jit
     def both(phi):
         theta = solve(phi)
-        g = cubic.taskmet.implicit_grad(
+        g = taskmet.implicit_grad(
             lambda t, p: jax.grad(parts.pred_loss)(t, p, idx),
             theta,
             phi,
