@@ -23,12 +23,11 @@ import time
 from typing import Callable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from l2n_jax import checkpoint as ckpt_lib
-from l2n_jax import engine, loop, progress, runs
+from l2n_jax import engine, loop, progress, runs, starts
 from l2n_jax.config import Config
 from l2n_jax.data import Split, Windows
 from l2n_jax.metrics import StatefulMetric, check_metric, v_dim
@@ -82,39 +81,6 @@ def _fingerprint(config, seeds, method, shapes, train: Split, valid: Split | Non
         out["sizes"] = np.stack([np.asarray(train.n), np.asarray(n_valid)], 1).tolist()
     out.update({k: v for k, v in extra.items() if v is not None})
     return out
-
-
-def _per_site(name, values, sites):
-    """{site: pytree} -> the pytrees stacked over the sites, in their order."""
-    if not isinstance(values, Mapping) or set(values) != set(sites):
-        raise ValueError(f"{name} must map every site {list(sites)} to its value")
-    return jax.tree.map(lambda *x: jnp.stack(x), *(values[s] for s in sites))
-
-
-def _start_params(shaper, hyper, site_names):
-    """{'shaper': stacked over (sites and) seeds, 'hyper': over sites}, or None."""
-    start = {}
-    if shaper is not None:
-        start["shaper"] = _per_site("shaper", shaper, site_names) if site_names else shaper
-    if hyper is not None:
-        start["hyper"] = _per_site("hyper", hyper, site_names) if site_names else hyper
-    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), start) if start else None
-
-
-def _check_start(program, start_params, keys, sites):
-    """A start shaper must match the program's, stacked over (sites and) seeds."""
-    if start_params is None or "shaper" not in start_params:
-        return start_params
-    template = jax.eval_shape(program.init, keys[0]).params["shaper"]
-    lead = (len(sites),) if sites is not None else ()
-    want = jax.tree.map(lambda t: (*lead, len(keys), *t.shape), template)
-    got = jax.tree.map(lambda x: x.shape, start_params["shaper"])
-    if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
-        raise ValueError(
-            "shaper params do not match this run's shaper (config.shaper_hidden, "
-            f"inputs) stacked over {len(keys)} seeds: expected {want}, got {got}"
-        )
-    return start_params
 
 
 def _vectorised(program, config, n_seeds, sites, tag, start_params):
@@ -235,7 +201,7 @@ def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="
     ``make``: another trainer's program builder, called as ``make_program`` is
     (e.g. ``l2n_jax.ala.make_program``); None: Loss2Net or the fixed loss.
     """
-    start_params = _start_params(shaper, hyper, tuple(train) if sites else None)
+    start_params = starts.stack(shaper, hyper, tuple(train) if sites else None)
     if sites:
         sites, train, valid = stack_sites(train, valid, pad)
         first = Windows(*(x[0] for x in train.windows))  # what shapes and checks see
@@ -267,7 +233,7 @@ def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="
     program = (make or make_program)(config, shapes, metric=metric, loss=loss,
                                      segments=segments, hyper=hyper is not None)
     keys = runs.seed_keys(seeds)
-    start_params = _check_start(program, start_params, keys, sites)
+    start_params = starts.check(program, start_params, keys, sites)
     tag = f"[{label or method}]"
     fingerprint = None
     if checkpoint is not None:
