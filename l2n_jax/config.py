@@ -71,11 +71,18 @@ class Config:
       shaper_warmup_epochs: first co-training epochs in which only the shaper
         learns (predictor frozen). Added measure.
       replay_size: capacity of a replay buffer of past (decision, obs, cost)
-        samples that the shaper also fits every step; 0 = off. Added measure.
+        samples that the shaper also fits every step; 0 = off (paper). The default
+        16,384 is the best of 0 / 4,096 / 16,384 / 65,536 on the probe set
+        (BUILD_NOTES §18). Added measure.
       range_penalty: weight of a quadratic penalty on decisions outside the range
         of the training targets (+-10% of it); 0 = off. Added measure.
       shaper_input: 'decision' (paper: f_l(y_hat + eps, v)) or 'error'
         (f_l(y_hat + eps - y, v), y = the first m obs). Added measure.
+      cost_to_go: a discount d in [0, 1): with a StatefulMetric, the shaper fits,
+        for each decision, the discounted mean of its own and the later reported
+        costs of its training segment (``variants.cost_to_go``), so the predictor
+        also weighs what a decision leaves to later hours; 0 = each decision's own
+        cost (paper). No effect on a memoryless metric. Added measure.
       alternate_steps: k > 0 trains the shaper and the predictor in turn (Grabocka
         et al. 2019, the paper's Table 3 "Grabocka" row): k shaper-only steps, then
         k predictor-only steps, repeated over co-training (the resting network's
@@ -96,6 +103,10 @@ class Config:
         learned elsewhere: the paper's transfer, appendix D.3).
       select_best: keep the parameters of the epoch with the lowest true metric on
         the validation split (needs ``valid``). Added measure.
+      tune_offset: Loss2Net only: after training, add to every decision a per-seed
+        offset tuned on the validation split with the true metric (needs
+        ``valid``), as the baselines' margins are (``baselines.tune_margin``); it is
+        ``params['offset']`` and ``FitResult.predict`` adds it. Added measure.
       log_every: epochs between progress lines (one host sync per chunk of epochs).
       checkpoint_every: epochs between checkpoints of a run given a checkpoint path;
         0 = with every progress line. Neither changes results.
@@ -130,15 +141,17 @@ class Config:
     pretrain_epochs: int = 10
     pretrain_lr: float = 1e-3
     shaper_warmup_epochs: int = 0
-    replay_size: int = 0
+    replay_size: int = 16384
     range_penalty: float = 0.0
     shaper_input: str = "decision"
+    cost_to_go: float = 0.0
     alternate_steps: int = 0
     select_best: bool = True
     split_irs: bool = False
     predictor_kind: str = "irs"
     split_shaper: bool = False
     freeze_shaper: bool = False
+    tune_offset: bool = False
     log_every: int = 10
     checkpoint_every: int = 0
     seed_batching: str = "vmap"
@@ -230,8 +243,10 @@ def validate(config: Config) -> None:
     _choice(config, "seed_batching", _SEED_BATCHINGS)
     for name in ("omega0_first", "omega0", "lr_min", "lr_max", "shaper_lr", "pretrain_lr"):
         _positive_float(config, name)
-    for name in ("noise_start", "noise_end", "range_penalty"):
+    for name in ("noise_start", "noise_end", "range_penalty", "cost_to_go"):
         _positive_float(config, name, allow_zero=True)
+    if config.cost_to_go >= 1.0:
+        raise ValueError(f"Config.cost_to_go must be < 1, got {config.cost_to_go}")
     if config.lr_min > config.lr_max:
         raise ValueError(
             f"Config.lr_min ({config.lr_min}) must not exceed lr_max ({config.lr_max})"
@@ -257,6 +272,6 @@ def validate(config: Config) -> None:
         raise ValueError("Config.split_shaper: shaper i sees decision i alone, so "
                          f"shaper_input must be 'decision', got {config.shaper_input!r}")
     for name in ("feed_eps", "forecast_skip", "select_best", "split_irs", "freeze_shaper",
-                 "split_shaper"):
+                 "split_shaper", "tune_offset"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"Config.{name} must be a bool, got {getattr(config, name)!r}")

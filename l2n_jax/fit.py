@@ -19,6 +19,7 @@ A run is the engine's ``Program`` (``l2n_jax.train``) vectorised from outside
 which logs progress, checks for non-finite values and checkpoints.
 """
 
+import dataclasses
 import time
 from typing import Callable, Mapping, Sequence
 
@@ -27,7 +28,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from l2n_jax import checkpoint as ckpt_lib
-from l2n_jax import engine, loop, progress, runs, starts
+from l2n_jax import baselines, engine, loop, progress, runs, starts
 from l2n_jax.config import Config
 from l2n_jax.data import Split, Windows
 from l2n_jax.metrics import StatefulMetric, check_metric, v_dim
@@ -202,6 +203,7 @@ def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="
     (e.g. ``l2n_jax.ala.make_program``); None: Loss2Net or the fixed loss.
     """
     start_params = starts.stack(shaper, hyper, tuple(train) if sites else None)
+    valid_by_site = valid  # Windows, or {site: Windows}: what tune_offset scores on
     if sites:
         sites, train, valid = stack_sites(train, valid, pad)
         first = Windows(*(x[0] for x in train.windows))  # what shapes and checks see
@@ -246,8 +248,20 @@ def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="
     done, t_pre = _train(program, config, keys, train, valid, start_params, tag,
                          checkpoint, fingerprint, sites, seeds, progress.reporter(verbose))
     selected = config.select_best and valid is not None
-    return _results(program, config, done, t_pre, selected, seeds, method, shapes, sites,
-                    train)
+    out = _results(program, config, done, t_pre, selected, seeds, method, shapes, sites,
+                   train)
+    if config.tune_offset and loss is None and make is None and valid_by_site is not None:
+        out = ({s: _with_offset(r, valid_by_site[s], metric) for s, r in out.items()}
+               if sites is not None else _with_offset(out, valid_by_site, metric))
+    return out
+
+
+def _with_offset(result: FitResult, valid: Windows, metric) -> FitResult:
+    """``Config.tune_offset``: the result with a per-seed decision offset tuned on
+    ``valid`` with the true metric (``params['offset']``, added by ``predict``)."""
+    valid = as_windows(valid, "valid")
+    margin = baselines.tune_margin(result.predict(valid.inputs), valid, metric)
+    return dataclasses.replace(result, params={**result.params, "offset": margin})
 
 
 def _check_metric_arg(name, metric):

@@ -64,9 +64,13 @@ class FitResult:
             self.networks = make_networks(self.config, self.shapes)
 
     def predict(self, inputs) -> np.ndarray:
-        """Decisions with eps = 0: inputs [N, S, L, F] -> [seeds, N, m]."""
+        """Decisions with eps = 0: inputs [N, S, L, F] -> [seeds, N, m] (plus the
+        tuned offset, ``params['offset']``, of a ``Config.tune_offset`` run)."""
         fn = _predictor_fn(self.config, self.shapes.input_shape, self.shapes.decision_dim)
-        return np.asarray(fn(self.params["predictor"], jnp.asarray(inputs, jnp.float32)))
+        out = np.asarray(fn(self.params["predictor"], jnp.asarray(inputs, jnp.float32)))
+        if "offset" in self.params:  # Config.tune_offset: [seeds], added to every output
+            out = out + np.asarray(self.params["offset"])[:, None, None]
+        return out
 
     def shaper(self, decision, obs, v=None) -> np.ndarray:
         """The learned loss f_l(decision, obs[, v]): [N, m], [N, k][, [N, j]] -> [seeds, N].

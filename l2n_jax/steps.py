@@ -23,6 +23,7 @@ class Loss2NetParts(NamedTuple):
     cost: CostModel  # the system: report(state, decisions, obs) -> (costs, v, state)
     noise: Callable  # step -> exploration noise std
     lr: Callable  # step -> the predictor's learning rate (logged)
+    target: Callable  # costs [B] -> what the shaper fits (the costs, or costs to go)
     memory: Memory  # what the shaper fits besides this batch
     shaper_loss: Callable  # (shaper, decisions, seen, costs, weights) -> fit error
     decision_loss: Callable  # (decisions, shaper, seen, eps) -> the predictor's loss
@@ -44,7 +45,8 @@ def loss2net_step(parts: Loss2NetParts, key, state, batch):
     costs, v = jax.lax.stop_gradient((costs, v))
     seen = jnp.concatenate([batch.obs, v], axis=-1)
     # 3. Fit the shaper to the reported costs (and to remembered ones).
-    samples, replay = parts.memory.update(state.replay, key_replay, decisions, seen, costs)
+    samples, replay = parts.memory.update(state.replay, key_replay, decisions, seen,
+                                          parts.target(costs))
     s_loss, s_grad = jax.value_and_grad(parts.shaper_loss)(shaper, *samples)
     s_updates, s_opt = parts.shaper_tx.update(s_grad, state.opt_state["shaper"], shaper)
     shaper = optax.apply_updates(shaper, s_updates)

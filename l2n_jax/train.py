@@ -156,6 +156,8 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
     shaper_loss, shaped_loss = _shaper_losses(config, shaper, k + j)
     shaper_tx = variants.shaper_optimizer(config)
     n_epochs = config.cotrain_epochs
+    target = (variants.cost_to_go(config.cost_to_go, lanes) if stateful and config.cost_to_go
+              else variants.reported_cost)
 
     def predict(params, inputs, eps):
         return predictor.apply(params, inputs, eps)[0]
@@ -188,7 +190,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
             decision_loss = variants.with_range_penalty(
                 shaped_loss, variants.target_bounds(train), config.range_penalty)
         parts = steps.Loss2NetParts(
-            predict=predict, cost=cost, noise=noise, lr=lr, memory=memory,
+            predict=predict, cost=cost, noise=noise, lr=lr, target=target, memory=memory,
             shaper_loss=shaper_loss, decision_loss=decision_loss, shaper_tx=shaper_tx,
             predictor_tx=variants.predictor_optimizer(
                 lr, config.shaper_warmup_epochs, live, config.alternate_steps),

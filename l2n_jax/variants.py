@@ -3,6 +3,8 @@
 Each has an identity default, so the paper's step is the step with every variant at
 its default (``Config.literal()``):
 
+* shaper target: ``reported_cost`` (the paper) or ``cost_to_go`` (a stateful
+  metric's discounted later costs of the segment as well);
 * shaper memory: ``no_memory`` (the shaper fits this batch's costs) or ``replay``
   (a ring buffer of past (decision, obs, cost) samples it also refits each step);
 * shaper features: ``decision_features`` (the paper's ``f_l(y_hat + eps, obs)``) or
@@ -99,6 +101,35 @@ def memory(config: Config, decision_dim: int, seen_dim: int) -> Memory:
     if config.replay_size > 0 and not config.freeze_shaper:
         return replay(config.replay_size, decision_dim, seen_dim)
     return no_memory()
+
+
+def reported_cost(costs):
+    """The shaper fits each decision's own reported cost (the paper)."""
+    return costs
+
+
+def cost_to_go(discount: float, lanes: int) -> Callable:
+    """``costs [B] -> targets [B]``: in each of the batch's ``lanes`` contiguous time
+    segments, the discounted mean of this and the later costs of the segment,
+    ``sum_k discount^k c_{t+k} / sum_k discount^k`` over the ``k`` the segment
+    holds. With a stateful metric a decision also changes later costs (a backlog
+    it leaves, a battery it drains); fitted to this, the shaper learns them too.
+    A mean, not a sum, so every position's target has the cost's level, however
+    many later steps its segment holds (the last one: its own cost)."""
+
+    def targets(costs):
+        lane = costs.reshape(lanes, -1)
+
+        def back(carry, c):
+            total, weight = carry
+            total, weight = c + discount * total, 1.0 + discount * weight
+            return (total, weight), total / weight
+
+        zero = jnp.zeros((lanes,), costs.dtype)
+        _, out = jax.lax.scan(back, (zero, zero), lane.T, reverse=True)
+        return out.T.reshape(-1)
+
+    return targets
 
 
 def decision_features(decisions, seen):

@@ -231,8 +231,9 @@ def test_sites_of_different_lengths_are_refused():
 def test_stateless_fits_are_unchanged(windowset):
     """Test costs of a tiny stateless Loss2Net and MSE fit, recorded at the commit
     before stateful metrics (c609c02) under this suite's XLA flags: the engine's
-    stateless path computes exactly what it did (bitwise on the recording machine)."""
-    config = tiny_config()
+    stateless path computes exactly what it did (bitwise on the recording machine).
+    Recorded without replay, the default then (BUILD_NOTES §18 made it 16,384)."""
+    config = tiny_config(replay_size=0)
     fit = l2n.fit(config, windowset.train, asymmetric_cost, seeds=(0, 1),
                   valid=windowset.valid)
     fixed = l2n.fit_fixed_loss(config, windowset.train, l2n.losses.mse, seeds=(0, 1),

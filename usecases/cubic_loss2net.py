@@ -180,6 +180,7 @@ def make_parts(cfg: cubic.CubicConfig, shaper: Shaper, y_std) -> steps.Loss2NetP
         cost=cost_model(system_cost),
         noise=noise,
         lr=lambda step: jnp.asarray(cfg.l2n_lr),
+        target=variants.reported_cost,
         memory=variants.no_memory(),
         shaper_loss=lambda p, d, seen, costs, weights: jnp.sum(
             weights * (seen_loss(p, d, seen) - costs) ** 2
