@@ -142,13 +142,13 @@ def main(argv):
     del argv
     out = pathlib.Path(_OUT.value)
     out.mkdir(parents=True, exist_ok=True)
-    config = probes.CONFIG.replace(**probes.VARIANTS[_VARIANT.value])
     all_curves, all_summary = [], []
     for series in _SERIES.value:
         ws = probes.load(series)
         for probe in _PROBES.value:
             metric = probes.make_metric(probe)
-            segments = probes.SEGMENTS if probe in probes.STATEFUL else 1
+            changes, segments = probes.variant(_VARIANT.value, probe)
+            config = probes.CONFIG.replace(**changes)
             ckpt = _CKPT.value and f"{_CKPT.value}/{series}_{probe}_{_VARIANT.value}"
             cmp = l2n.compare(ws, metric, config=config, seeds=range(_SEEDS.value),
                               methods=("loss2net",), checkpoint_dir=ckpt,

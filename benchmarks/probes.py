@@ -45,27 +45,28 @@ BASELINES = ("pinball_tuned", "mse_margin", "ar_margin", "mse")
 TUNED = ("pinball_tuned", "mse_margin", "ar_margin")  # what "the best tuned baseline" means
 
 
-def _config(variant: str) -> l2n.Config:
+def _config(changes: dict) -> l2n.Config:
     base = quick_config().replace(batch_size=64) if _QUICK.value else probes.CONFIG
-    return base.replace(**probes.VARIANTS[variant])
+    return base.replace(**changes)
 
 
 def run_case(series: str, probe: str, seeds, variants, baselines: bool, ckpt) -> pd.DataFrame:
     """One (series, probe) table: Loss2Net variants, then the baselines."""
     data, metric = probes.load(series), probes.make_metric(probe)
-    options = registry.Options(segments=probes.SEGMENTS if probe in probes.STATEFUL else 1)
     frames = []
     for variant in variants:
         start = time.perf_counter()
-        rows = l2n.compare(data, metric, config=_config(variant), seeds=seeds,
-                           methods=("loss2net",), options=options,
+        changes, segments = probes.variant(variant, probe)
+        rows = l2n.compare(data, metric, config=_config(changes), seeds=seeds,
+                           methods=("loss2net",), options=registry.Options(segments=segments),
                            checkpoint_dir=ckpt and f"{ckpt}/{series}_{probe}_{variant}").rows
         name = "loss2net" if variant == "default" else f"loss2net[{variant}]"
         frames.append(rows.assign(method=name, wall_s=time.perf_counter() - start))
     if baselines:
         start = time.perf_counter()
-        rows = l2n.compare(data, metric, config=_config("default"), seeds=seeds,
-                           methods=BASELINES, options=options,
+        segments = probes.variant("default", probe)[1]
+        rows = l2n.compare(data, metric, config=_config({}), seeds=seeds,
+                           methods=BASELINES, options=registry.Options(segments=segments),
                            checkpoint_dir=ckpt and f"{ckpt}/{series}_{probe}_baselines").rows
         frames.append(rows.assign(wall_s=time.perf_counter() - start))
     kind = "stateful" if probe in probes.STATEFUL else "memoryless"

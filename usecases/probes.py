@@ -74,7 +74,20 @@ VARIANTS = {
     "ctg0.8": {"replay_size": 16384, "cost_to_go": 0.8},
     "lr/3": {"replay_size": 16384, "lr_max": 3e-4},
     "shaper_lr*3": {"replay_size": 16384, "shaper_lr": 3e-3},
+    "relu": {"replay_size": 16384, "shaper_activation": "relu"},
+    "relu+error_input": {"replay_size": 16384, "shaper_activation": "relu",
+                         "shaper_input": "error"},
+    # 'segments' is not a Config field: the contiguous segments per stateful batch.
+    "seg2": {"replay_size": 16384, "segments": 2},
+    "seg2+ctg0.9": {"replay_size": 16384, "segments": 2, "cost_to_go": 0.9},
 }
+
+
+def variant(name: str, probe: str) -> tuple[dict, int]:
+    """(Config changes, segments per stateful batch) of a ``VARIANTS`` entry."""
+    changes = dict(VARIANTS[name])
+    segments = changes.pop("segments", SEGMENTS)
+    return changes, segments if probe in STATEFUL else 1
 
 BACKLOG, HOLD = 2.0, 1.0
 CAPACITY, EFF, CURTAIL, SHORT, CYCLE = 0.15, 0.9, 1.0, 4.0, 0.05
