@@ -3,10 +3,10 @@ of a decision's own and its segment's later costs (issue 18)."""
 
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
 
 import l2n_jax as l2n
+from conftest import make_series
 from l2n_jax import variants
 from l2n_jax.usecases import probes, quick_config
 
@@ -39,10 +39,7 @@ def test_a_later_cost_reaches_an_earlier_decision_only_in_its_segment():
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(1)
-    t = np.arange(900)
-    frame = pd.DataFrame({"load": 3.0 + np.sin(t / 8.0) + rng.normal(0.0, 0.3, t.size)})
-    return l2n.make_windows(frame, ["load"], lookback=8)
+    return l2n.make_windows(make_series(900, seed=1), ["load"], lookback=8)
 
 
 def test_a_stateful_fit_learns_on_costs_to_go(data):

@@ -3,10 +3,10 @@ validation split with the true metric (issue 18), as every baseline's margin is.
 
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
 
 import l2n_jax as l2n
+from conftest import make_series
 from l2n_jax.usecases import probes, quick_config
 
 
@@ -18,10 +18,7 @@ def cost(decision, obs):
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    t = np.arange(1200)
-    frame = pd.DataFrame({"load": 3.0 + np.sin(t / 8.0) + rng.normal(0.0, 0.3, t.size)})
-    return l2n.make_windows(frame, ["load"], lookback=8)
+    return l2n.make_windows(make_series(1200, seed=0), ["load"], lookback=8)
 
 
 @pytest.fixture(scope="module")
