@@ -9,7 +9,7 @@ series aggregated to hourly steps (no use case trains at that resolution):
 * ``appliances``: UCI appliances energy (``data/uci_appliances_energy``), the
   10-minute Wh summed per hour (3,289 hours, spiky, hard to forecast);
 * ``uk``: the UK ISP's 5-minute traffic (``data/internet_traffic_5min``), averaged
-  per hour (1,657 hours, a clean daily cycle).
+  per hour (1,656 hours, a clean daily cycle).
 
 Units: every cost is in scaled units (each series' training values span [0, 1]);
 ``d`` is the decision (capacity provisioned for the next hour), ``y`` the demand.
