@@ -170,8 +170,11 @@ def test_a_killed_run_resumed_on_its_workdir_gives_the_uninterrupted_results(tmp
 def test_ctrl_c_is_one_line_exit_130_and_the_rerun_resumes(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     args = _RESUME_ARGS + [f"--workdir={tmp_path / 'out'}"]
+    # A job started in the background by a shell (``cmd &``) inherits SIGINT ignored,
+    # and Python then never raises KeyboardInterrupt: restore the default for the child.
     proc = subprocess.Popen(_command() + args, cwd=tmp_path, env=env, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stderr:
             if "co-training 3/" in line:
