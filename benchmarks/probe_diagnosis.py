@@ -58,32 +58,34 @@ def _states(metric, decisions, obs):
 
 
 def curves(fit, windows, metric) -> pd.DataFrame:
-    """Per seed x offset: learned, myopic and sequence costs on ``windows``."""
-    decisions = fit.predict(windows.inputs)  # [S, N, m]
+    """Per seed x offset: learned, myopic and sequence costs on ``windows`` (every
+    offset of a seed in one vmapped program per curve)."""
+    decisions = jnp.asarray(fit.predict(windows.inputs))  # [S, N, m]
     obs = jnp.asarray(windows.obs, jnp.float32)
-    sigma = (decisions[..., 0] - np.asarray(windows.targets)[None, :, 0]).std(axis=1)
-    score = jax.jit(batch_metric(metric))
-    rows = []
+    n, m = decisions.shape[1:]
+    sigma = np.asarray(decisions[..., 0] - np.asarray(windows.targets)[None, :, 0]).std(axis=1)
+    stateful = isinstance(metric, StatefulMetric)
+    over_offsets = jax.jit(jax.vmap(batch_metric(metric), in_axes=(0, None)))
+    hour = jax.jit(jax.vmap(jax.vmap(lambda s, d, o: metric.step(s, d, o)[0]),
+                            in_axes=(None, 0, None))) if stateful else over_offsets
+    frames = []
     for i, seed in enumerate(fit.seeds):
-        d = jnp.asarray(decisions[i])
-        stateful = isinstance(metric, StatefulMetric)
+        shifted = decisions[i][None] + jnp.asarray(OFFSETS * sigma[i], jnp.float32)[:, None, None]
+        flat, tiled = shifted.reshape(-1, m), jnp.tile(obs, (len(OFFSETS), 1))
         if stateful:
-            v, states = _states(metric, d, obs)
-            hour = jax.jit(jax.vmap(lambda s, dd, o: metric.step(s, dd, o)[0]))
-        for off in OFFSETS:
-            shifted = d + off * sigma[i]
-            if stateful:
-                myopic = hour(states, shifted, obs)
-                learned = fit.shaper(shifted, obs, v)[i]
-            else:
-                myopic = score(shifted, obs)
-                learned = fit.shaper(shifted, obs)[i]
-            rows.append({"seed": seed, "offset": off, "delta": off * sigma[i],
-                         "learned": float(np.mean(learned)),
-                         "myopic": float(jnp.mean(myopic)),
-                         "sequence": float(jnp.mean(score(shifted, obs))),
-                         "resid_std": sigma[i]})
-    return pd.DataFrame(rows)
+            v, states = _states(metric, decisions[i], obs)
+            myopic = hour(states, shifted, obs)
+            learned = fit.shaper(flat, tiled, jnp.tile(v, (len(OFFSETS), 1)))[i]
+        else:
+            myopic = hour(shifted, obs)
+            learned = fit.shaper(flat, tiled)[i]
+        frames.append(pd.DataFrame({
+            "seed": seed, "offset": OFFSETS, "delta": OFFSETS * sigma[i],
+            "learned": learned.reshape(len(OFFSETS), n).mean(axis=1),
+            "myopic": np.asarray(myopic).mean(axis=1),
+            "sequence": np.asarray(over_offsets(shifted, obs)).mean(axis=1),
+            "resid_std": sigma[i]}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def case_summary(fit, ws, metric, curve: pd.DataFrame) -> pd.DataFrame:

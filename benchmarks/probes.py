@@ -24,7 +24,6 @@ import pathlib
 import platform
 import time
 
-import numpy as np
 import pandas as pd
 from absl import app, flags
 
@@ -81,8 +80,7 @@ def table(df: pd.DataFrame) -> str:
              "× best tuned | seeds |", "|---|---|---|---|---|---|---|"]
     for (series, probe), case in df.groupby(["series", "probe"], sort=False):
         medians = case.groupby("method")["test_cost"].median()
-        best = medians[[m for m in TUNED if m in medians]].min() if any(
-            m in medians for m in TUNED) else np.nan
+        best = medians.reindex(TUNED).min()  # NaN when no tuned baseline ran
         for method, g in case.groupby("method", sort=False):
             c = g["test_cost"]
             lines.append(f"| {series} | {probe} | {method} | {c.mean():.5f} ± {c.std():.5f} "

@@ -157,7 +157,8 @@ def quad_under(decision, obs):
     return jnp.sum(jnp.maximum(x, 0.0) + QUAD * jnp.maximum(-x, 0.0) ** 2)
 
 
-_MAKERS = {"backlog": backlog, "battery": battery, "escalation": escalation}
+_METRICS = {"backlog": backlog, "battery": battery, "escalation": escalation,
+            "sla_fee": lambda: sla_fee, "quad_under": lambda: quad_under}
 
 
 def make_metric(probe: str):
@@ -166,13 +167,9 @@ def make_metric(probe: str):
     Raises:
       ValueError: unknown probe (the message names the valid ones).
     """
-    if probe in _MAKERS:
-        return _MAKERS[probe]()
-    if probe == "sla_fee":
-        return sla_fee
-    if probe == "quad_under":
-        return quad_under
-    raise ValueError(f"probes: unknown probe {probe!r}; probes are {list(PROBES)}")
+    if probe not in _METRICS:
+        raise ValueError(f"probes: unknown probe {probe!r}; probes are {list(PROBES)}")
+    return _METRICS[probe]()
 
 
 def hourly(series: str) -> pd.DataFrame:
