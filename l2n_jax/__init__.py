@@ -12,7 +12,7 @@ public API (README, "Your own metric")::
 
 __version__ = "0.2.0"
 
-from l2n_jax import losses, methods
+from l2n_jax import distributed, losses, methods
 from l2n_jax.config import Config
 from l2n_jax.data import Scaler, Windows, WindowSet, make_windows
 from l2n_jax.engine import Program, Trainer, TrainState
@@ -40,6 +40,7 @@ __all__ = [
     "Windows",
     "WindowSet",
     "compare",
+    "distributed",
     "evaluate",
     "fit",
     "fit_fixed_loss",

@@ -21,6 +21,7 @@ uninterrupted run (bitwise on CPU). A workdir holding a different run (other see
 config or metric parameters) is refused unless ``--overwrite``.
 """
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -35,7 +36,7 @@ import l2n_jax
 
 from l2n_jax import usecases
 from l2n_jax import methods as methods_lib
-from l2n_jax import progress, tables
+from l2n_jax import cli_distributed, distributed, progress, tables
 from l2n_jax import workdir as workdir_lib
 from l2n_jax.fit import NonFiniteError
 from l2n_jax.loop import Interrupted
@@ -175,6 +176,10 @@ def _app_main(argv):
     except NonFiniteError as e:
         print(f"l2n_train: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except jax.errors.JaxRuntimeError as e:
+        if not distributed.multi():
+            raise
+        cli_distributed.exit_failed(e)
     except KeyboardInterrupt as e:
         # Ctrl-C: one line, the checkpoints stay, 130 as shells report SIGINT.
         text = str(e) if isinstance(e, Interrupted) else "interrupted"
@@ -260,28 +265,44 @@ def _main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if _QUICK.value:
         _quick_compiles()
+    cli_distributed.join()
     _compilation_cache(_CACHE.value)
     _import_plugins(_PLUGINS.value)
     uc, chosen, sites = _selection()
-    name = uc.name
-    params = _metric_params(name)
+    params = _metric_params(uc.name)
     config = _config(uc)
-    workdir = workdir_lib.make(_WORKDIR.value or os.path.join("runs", name))
+    workdir = workdir_lib.make(_WORKDIR.value or os.path.join("runs", uc.name))
+    # The main process holds the workdir; the run's other processes share it.
+    with workdir_lib.lock(workdir) if distributed.is_main() else contextlib.nullcontext():
+        _table(uc, chosen, sites, params, config, workdir)
+
+
+def _table(uc, chosen, sites, params, config, workdir):
+    """Trains and tabulates what ``workdir`` does not hold yet."""
     seeds = tuple(range(_SEED_OFFSET.value, _SEED_OFFSET.value + _SEEDS.value))
     try:
         metric = uc.make_metric(**params)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
-    devices = ", ".join(str(d) for d in jax.devices())
-    _say(f"l2n_train: {name}, sites {', '.join(sites)}, methods {', '.join(chosen)}, "
-         f"seeds {seeds[0]}..{seeds[-1]}, on {devices}; results in {workdir}")
-    run_info = {"usecase": name, "metric_params": params, "seeds": list(seeds),
+    _say(f"l2n_train: {uc.name}, sites {', '.join(sites)}, methods {', '.join(chosen)}, "
+         f"seeds {seeds[0]}..{seeds[-1]}, on {_devices()}; results in {workdir}")
+    run_info = {"usecase": uc.name, "metric_params": params, "seeds": list(seeds),
                 "config": dataclasses.asdict(config), "l2n_jax": l2n_jax.__version__}
-    done = workdir_lib.prepare(workdir, run_info, _OVERWRITE.value)
-    (workdir / "config.json").write_text(json.dumps(run_info, indent=2))
+    main = distributed.is_main()
+    if main:
+        done = workdir_lib.prepare(workdir, run_info, _OVERWRITE.value)
+        (workdir / "config.json").write_text(json.dumps(run_info, indent=2))
+    # The others read what the main process kept (a shared filesystem), so every
+    # process trains the same (site, method) list.
+    distributed.barrier("l2n_train: workdir prepared")
+    if not main:
+        done = workdir_lib.prepare(workdir, run_info, overwrite=False)
     header = workdir_lib.header(uc, params, seeds, config, sys.argv[1:])
     results = _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done,
                          header)
+    distributed.barrier("l2n_train: table done")
+    if not main:
+        return
     # Every training finished and its rows are written: the checkpoints are spent.
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
     print((uc.summary or tables.summary_table)(results))
@@ -293,6 +314,13 @@ def _main(argv):
 
 def _say(text):
     progress.to_stderr(text)
+
+
+def _devices():
+    if not distributed.multi():
+        return ", ".join(str(d) for d in jax.devices())
+    return (f"{jax.device_count()} devices of {jax.process_count()} processes "
+            f"({jax.devices()[0].platform})")
 
 
 def _site_groups(uc, sites, batch):
@@ -336,8 +364,8 @@ def _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done, 
             rows.insert(0, "usecase", uc.name)
             frames.append(rows.rename(columns={"cost": "test_cost"}))
             # Written after every method so a long run leaves partial results.
-            workdir_lib.write(workdir, frames, uc, header)
-    return workdir_lib.write(workdir, frames, uc, header)
+            workdir_lib.write(workdir, frames, uc, header, distributed.is_main())
+    return workdir_lib.write(workdir, frames, uc, header, distributed.is_main())
 
 
 _HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
@@ -347,8 +375,9 @@ def main():
     """Console-script entry point (``l2n_train``)."""
     # --help lists the main module's key flags; under a console script the main
     # module is the wrapper, so register this module's flags for it.
-    for flag in flags.FLAGS.get_flags_for_module(__name__):
-        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    for module in (__name__, cli_distributed.__name__):
+        for flag in flags.FLAGS.get_flags_for_module(module):
+            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     # absl prints the main module's docstring above the flags.
     sys.modules["__main__"].__doc__ = __doc__.split("\n\nResume:")[0]
     # Progress goes to stderr as plain lines; absl's INFO chatter (JAX's "Unable to

@@ -28,7 +28,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from l2n_jax import checkpoint as ckpt_lib
-from l2n_jax import baselines, engine, loop, progress, runs, starts
+from l2n_jax import baselines, distributed, engine, loop, progress, runs, starts
 from l2n_jax.config import Config
 from l2n_jax.data import Split, Windows
 from l2n_jax.metrics import StatefulMetric, check_metric, v_dim
@@ -42,7 +42,7 @@ class NonFiniteError(FloatingPointError):
 
 
 def _raise_if_nonfinite(state, seeds, tag, checkpoint=None, sites=None):
-    bad = np.asarray(state.bad_step)
+    bad = distributed.to_host(state.bad_step)
     if (bad >= 0).any():
         if sites is None:
             which = ", ".join(
@@ -114,7 +114,12 @@ def _vectorised(program, config, n_seeds, sites, tag, start_params):
 
 def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
            fingerprint, sites, seeds, report):
-    """Starts (or resumes) and runs every chunk; returns (Chunks, pretrain seconds)."""
+    """Starts (or resumes) and runs every chunk; returns (Chunks, {'pretrain_s',
+    'devices'}): the seconds before the first chunk and the devices the seeds ran on.
+
+    With the seeds sharded (several devices, or processes), the finished state comes
+    back to the host whole, so what follows (evaluation, tuning) runs the same on
+    one device as on many, and the same on every process."""
     start, chunk, sharding = _vectorised(program, config, len(keys), sites, tag,
                                          start_params)
     restored = None
@@ -122,7 +127,7 @@ def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
         template = jax.eval_shape(start, keys, train, start_params)
         restored = ckpt_lib.restore(checkpoint, template, fingerprint)
     if sharding is not None:  # data stay replicated; jit partitions the seed axis
-        keys = jax.device_put(keys, NamedSharding(sharding.mesh, PartitionSpec("runs")))
+        keys = distributed.put(keys, NamedSharding(sharding.mesh, PartitionSpec("runs")))
     t0 = time.perf_counter()
     offset = program.pretrain_epochs
     if restored is None:
@@ -137,13 +142,17 @@ def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
             restored.epoch
         report(f"{tag} resuming from {checkpoint} at "
                f"{loop.epoch_text(epoch, program.n_epochs, offset)}")
+    # Every process must restore the same checkpoint (a shared filesystem).
+    distributed.agree(epoch, f"{tag}: the epoch to resume from ({checkpoint})")
     if sharding is not None:
-        done = done._replace(state=jax.device_put(done.state, sharding))
+        done = done._replace(state=distributed.put(done.state, sharding))
     t_pre = time.perf_counter() - t0
 
     def save(chunks, epoch):
-        ckpt_lib.save(checkpoint, chunks.state, epoch, chunks.histories, chunks.firsts,
-                      fingerprint)
+        state = distributed.to_host(chunks.state)  # a collective: every process
+        if distributed.is_main():
+            ckpt_lib.save(checkpoint, state, epoch, chunks.histories, chunks.firsts,
+                          fingerprint)
 
     done = loop.train_in_chunks(
         chunk, (keys, train, valid), done, epoch, program.n_epochs,
@@ -152,17 +161,20 @@ def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
         save=save if checkpoint is not None else None,
         report=report, offset=offset,
     )
-    return done, t_pre
+    if sharding is None:
+        return done, {"pretrain_s": t_pre, "devices": 1}
+    return (done._replace(state=distributed.to_host(done.state)),
+            {"pretrain_s": t_pre, "devices": sharding.mesh.devices.size})
 
 
-def _results(program, config, done, t_pre, selected, seeds, method, shapes, sites,
+def _results(program, config, done, pre, selected, seeds, method, shapes, sites,
              train):
     """A FitResult (or {site: FitResult}) from a finished run."""
     state, steps = done.state, program.steps_per_epoch
     params = engine.final_params(state, selected)
     best_epoch = (np.asarray(state.best_epoch) if selected
                   else np.full(np.shape(state.bad_step), -1))
-    timing = {"pretrain_s": t_pre, "compile_s": done.compile_s, "run_s": done.run_s,
+    timing = {**pre, "compile_s": done.compile_s, "run_s": done.run_s,
               "steps_per_s": done.steps / done.run_s if done.run_s > 0 else None}
     seeds = tuple(int(s) for s in seeds)
 
@@ -245,10 +257,10 @@ def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="
             sites=list(sites) if sites is not None else None,
             start=(ckpt_lib.data_digest(*jax.tree.leaves(start_params))
                    if start_params is not None else None))
-    done, t_pre = _train(program, config, keys, train, valid, start_params, tag,
-                         checkpoint, fingerprint, sites, seeds, progress.reporter(verbose))
+    done, pre = _train(program, config, keys, train, valid, start_params, tag,
+                       checkpoint, fingerprint, sites, seeds, progress.reporter(verbose))
     selected = config.select_best and valid is not None
-    out = _results(program, config, done, t_pre, selected, seeds, method, shapes, sites,
+    out = _results(program, config, done, pre, selected, seeds, method, shapes, sites,
                    train)
     if config.tune_offset and loss is None and make is None and valid_by_site is not None:
         out = ({s: _with_offset(r, valid_by_site[s], metric) for s, r in out.items()}

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from l2n_jax import progress
+from l2n_jax import distributed, progress
 
 
 class Interrupted(KeyboardInterrupt):
@@ -102,6 +102,8 @@ def train_in_chunks(
             t0 = time.perf_counter()
             state, history = compiled[n](done.state, *args, first)
             jax.block_until_ready(state)
+            if distributed.multi():  # the seeds of every process, on the host
+                history = distributed.to_host(history)
             check(state)
             done = Chunks(state, done.histories + [history], done.firsts + [epoch],
                           done.compile_s, done.run_s + time.perf_counter() - t0,

@@ -15,9 +15,20 @@ from typing import Callable
 Report = Callable[[str], None]
 
 
+_MUTED = False
+
+
 def to_stderr(text: str) -> None:
-    """Writes one progress line to stderr."""
-    print(text, file=sys.stderr, flush=True)
+    """Writes one progress line to stderr (nothing once ``mute`` was called)."""
+    if not _MUTED:
+        print(text, file=sys.stderr, flush=True)
+
+
+def mute() -> None:
+    """Silences ``to_stderr`` for the rest of the process (a multi-process run's
+    other processes: the main one prints the lines)."""
+    global _MUTED
+    _MUTED = True
 
 
 def silent(text: str) -> None:

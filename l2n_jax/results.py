@@ -45,7 +45,8 @@ class FitResult:
       method: 'loss2net' or the baseline loss's name.
       shapes: the data shapes the networks were built for.
       best_epoch: [seeds] the epoch whose parameters were kept (-1: last).
-      timing: compile/run seconds and steps/s.
+      timing: compile/run seconds, steps/s, and the devices the seeds were
+        sharded over ('devices').
       networks: {'predictor': nets.Network, 'shaper': ...} the run trained.
     """
 

@@ -72,17 +72,39 @@ def seed_keys(seeds: Sequence[int]) -> jax.Array:
 
 
 def seed_sharding(n_seeds: int, axis: int, tag: str = "") -> NamedSharding | None:
-    """A NamedSharding splitting the seed axis over the local devices, or None.
+    """A NamedSharding splitting the seed axis over the devices, or None.
 
     Uses the largest number of devices that divides the number of seeds (seeds are
-    never padded); None on a single device.
+    never padded); None on a single device. Under several processes
+    (``l2n_jax.distributed``) the mesh spans every process, each giving the same
+    number of its devices; seeds that do not divide among the processes run on
+    every process whole (replicated: correct, not faster).
     """
-    devices = jax.local_devices()
-    n = max(d for d in range(1, len(devices) + 1) if n_seeds % d == 0)
-    if n < 2:
+    if jax.process_count() > 1:
+        devices = _global_devices(n_seeds, tag)
+    else:
+        devices = jax.local_devices()
+        n = max(d for d in range(1, len(devices) + 1) if n_seeds % d == 0)
+        if n < len(devices):
+            logging.info("%s %d seeds over %d of %d devices (use a multiple of %d seeds "
+                         "to use them all)", tag, n_seeds, n, len(devices), len(devices))
+        devices = devices[:n]
+    if len(devices) < 2:
         return None
-    if n < len(devices):
-        logging.info("%s %d seeds over %d of %d devices (use a multiple of %d seeds "
-                     "to use them all)", tag, n_seeds, n, len(devices), len(devices))
-    mesh = Mesh(np.asarray(devices[:n]), ("runs",))
+    mesh = Mesh(np.asarray(devices), ("runs",))
     return NamedSharding(mesh, PartitionSpec(*([None] * axis), "runs"))
+
+
+def _global_devices(n_seeds: int, tag: str) -> list:
+    """The same number of devices from every process (process-major), the most that
+    divides the seeds; [] when the seeds do not divide among the processes."""
+    n_proc = jax.process_count()
+    by_process = [[d for d in jax.devices() if d.process_index == p] for p in range(n_proc)]
+    n_local = min(len(ds) for ds in by_process)
+    per = [k for k in range(1, n_local + 1) if n_seeds % (k * n_proc) == 0]
+    if not per:
+        logging.warning("%s %d seeds do not divide among %d processes: every process "
+                        "trains them all (use a multiple of %d seeds)", tag, n_seeds,
+                        n_proc, n_proc)
+        return []
+    return [d for ds in by_process for d in ds[:max(per)]]

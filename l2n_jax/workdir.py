@@ -3,10 +3,14 @@
 A workdir holds ``config.json`` (what the run is), ``results.csv`` / ``results.md``
 (rows written after every method) and ``checkpoints/``. Rerunning a command on it
 skips finished (site, method) rows and resumes the rest; a workdir of another run
-(other seeds, config or metric parameters) is refused unless ``overwrite``.
+(other seeds, config or metric parameters) is refused unless ``overwrite``. A
+running ``l2n_train`` holds its workdir (``lock``), so two runs never interleave
+rows or overwrite each other's checkpoints.
 """
 
+import fcntl
 import json
+import os
 import pathlib
 import shutil
 
@@ -21,12 +25,37 @@ def make(path: str) -> pathlib.Path:
     workdir = pathlib.Path(path)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write_test"
+        probe = workdir / f".write_test.{os.getpid()}"  # processes may share it
         probe.write_text("")
         probe.unlink()
     except OSError as e:
         raise app.UsageError(f"--workdir={workdir} is not writable: {e.strerror}") from None
     return workdir
+
+
+def lock(workdir: pathlib.Path):
+    """Holds ``workdir`` for this process: a second ``l2n_train`` on it is refused.
+
+    An advisory ``flock`` on ``<workdir>/.lock``, released by the kernel when the
+    process ends however it ends, so a killed run leaves no stale lock. Returns the
+    open file; the lock lasts as long as it is open.
+    """
+    path = workdir / ".lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise app.UsageError(
+            f"--workdir={workdir} is in use by a running l2n_train ({holder}); wait "
+            "for it to finish, or use another --workdir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {os.uname().nodename}")
+    handle.flush()
+    return handle
 
 
 def header(uc, params, seeds, config, argv) -> str:
@@ -83,12 +112,16 @@ def _jsonable(value):
     return json.loads(json.dumps(value))
 
 
-def write(workdir, frames, uc, header=""):
+def write(workdir, frames, uc, header="", save=True):
+    """The rows so far, in the use case's site order; written to results.csv and
+    results.md when ``save`` (the main process of a multi-process run)."""
     results = pd.concat(frames, ignore_index=True)
     # Sites in the use case's order (a batched use case finishes method by method).
     order = {s: i for i, s in enumerate(uc.sites)}
     results = results.sort_values("site", key=lambda c: c.map(order), kind="stable",
                                   ignore_index=True)
-    results.to_csv(workdir / "results.csv", index=False)
-    (workdir / "results.md").write_text(header + (uc.summary or tables.summary_table)(results))
+    if save:
+        results.to_csv(workdir / "results.csv", index=False)
+        (workdir / "results.md").write_text(
+            header + (uc.summary or tables.summary_table)(results))
     return results

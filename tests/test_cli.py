@@ -74,6 +74,7 @@ def test_smoke_run_writes_the_markdown_summary_and_config(smoke_run):
         ("--set=no_such_field=1", "no_such_field"),
         ("--set=replay_size=many", "replay_size"),
         ("--set=shaper_sin=libm", "shaper_sin"),
+        ("--coordinator=127.0.0.1:1234", "--distributed"),
     ],
 )
 def test_bad_flag_exits_non_zero_with_a_short_error_and_no_traceback(flag, mention, tmp_path):
@@ -85,6 +86,22 @@ def test_bad_flag_exits_non_zero_with_a_short_error_and_no_traceback(flag, menti
     assert any(mention in l for l in lines), proc.stderr
     assert len(lines) <= 3, proc.stderr
     assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_a_coordinator_port_in_use_or_malformed_is_a_one_line_error(tmp_path):
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        for coordinator, mention in ((f"127.0.0.1:{port}", f"port {port} is not free"),
+                                     ("127.0.0.1", "expected HOST:PORT")):
+            proc = _run(["--usecase=netalloc", "--quick", f"--workdir={tmp_path / 'out'}",
+                         "--distributed", f"--coordinator={coordinator}",
+                         "--num_processes=2", "--process_id=0"], cwd=tmp_path)
+            assert proc.returncode == 1, proc.stderr[-2000:]
+            assert proc.stderr.count("\n") == 1 and mention in proc.stderr, proc.stderr
 
 
 def test_set_parses_each_config_field_by_its_type():
@@ -193,6 +210,39 @@ def test_ctrl_c_is_one_line_exit_130_and_the_rerun_resumes(tmp_path):
     resumed = _run(args, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr
+
+
+def test_a_second_run_on_a_held_workdir_is_refused_and_a_killed_run_leaves_no_lock(
+        tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    workdir = tmp_path / "out"
+    args = _RESUME_ARGS + [f"--workdir={workdir}"]
+    first = subprocess.Popen(_command() + args, cwd=tmp_path, env=env, text=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for line in first.stderr:
+            if "epoch 2/" in line:
+                break
+        second = _run(args, cwd=tmp_path)
+        assert first.poll() is None  # still training: the refusal was the lock's
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+    assert second.returncode == 1
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in second.stderr
+    assert re.search(rf"--workdir={re.escape(str(workdir))} is in use by a running "
+                     rf"l2n_train \(pid {first.pid} on ", lines[0]), lines[0]
+    # The kernel dropped the killed run's lock: the workdir can be held again.
+    probe = _run_python("import pathlib, sys; from l2n_jax import workdir; "
+                        "workdir.lock(pathlib.Path(sys.argv[1])); print('held')",
+                        str(workdir))
+    assert probe.returncode == 0 and probe.stdout.strip() == "held", probe.stderr
+
+
+def _run_python(code, *argv):
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                          text=True, timeout=120)
 
 
 def test_a_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):

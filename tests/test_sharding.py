@@ -26,8 +26,8 @@ def _run(out, devices):
 def test_sharded_seeds_equal_the_single_device_run(tmp_path):
     one = _run(tmp_path / "one.npz", 1)
     four = _run(tmp_path / "four.npz", 4)
-    assert "devices=1 param_devices=1" in one
-    assert "devices=4 param_devices=4" in four  # the run really was split
+    assert "devices=1 run_devices=1" in one
+    assert "devices=4 run_devices=4" in four  # the run really was split
     a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "four.npz")
     assert a.files == b.files
     for k in a.files:
