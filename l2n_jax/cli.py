@@ -9,7 +9,8 @@ Examples:
     l2n_train --usecase=netalloc --plugins=my_methods --method=loss2net,huber_margin
 
 It writes results.csv (one row per site x method x seed), results.md (mean ± std
-per site x method) and config.json under --workdir, and prints progress lines
+per site x method), config.json and timing.json (wall and compile seconds, XLA
+compilations per method) under --workdir, and prints progress lines
 (epoch, steps/s, ETA, costs) to stderr. Rerun a command on the same --workdir to
 resume it.
 
@@ -36,7 +37,7 @@ import l2n_jax
 
 from l2n_jax import usecases
 from l2n_jax import methods as methods_lib
-from l2n_jax import cli_distributed, distributed, progress, tables
+from l2n_jax import cli_distributed, distributed, progress, tables, timing
 from l2n_jax import workdir as workdir_lib
 from l2n_jax.fit import NonFiniteError
 from l2n_jax.loop import Interrupted
@@ -345,6 +346,7 @@ def _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done, 
     todo = [(g, m) for g in groups for m in chosen
             if not all(workdir_lib.finished(done, s, m) for s in g)]
     overall = progress.Overall(len(todo), _say)
+    spent, main = [], distributed.is_main()
     for group in groups:
         wss = {s: uc.load(s) for s in group}
         label = f"{uc.name}/{group[0]}" if len(group) == 1 else uc.name
@@ -359,13 +361,18 @@ def _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done, 
             overall.start(f"{method} on {', '.join(pending)}")
             task = methods_lib.Task(config, pending, metric, seeds, uc.options(**params),
                                     label, str(checkpoints), cache)
+            before = timing.compiles()
             rows = methods_lib.run(method, task, uc.name).rows
+            spent.append(timing.entry(method, pending, rows["train_s"].iloc[0],
+                                      timing.compiles() - before))
             overall.finish()
             rows.insert(0, "usecase", uc.name)
             frames.append(rows.rename(columns={"cost": "test_cost"}))
             # Written after every method so a long run leaves partial results.
-            workdir_lib.write(workdir, frames, uc, header, distributed.is_main())
-    return workdir_lib.write(workdir, frames, uc, header, distributed.is_main())
+            workdir_lib.write(workdir, frames, uc, header, main)
+            if main:
+                timing.write(workdir / "timing.json", spent)
+    return workdir_lib.write(workdir, frames, uc, header, main)
 
 
 _HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")

@@ -41,8 +41,8 @@ class NonFiniteError(FloatingPointError):
     """A run produced a NaN/inf cost, loss or parameter and was stopped."""
 
 
-def _raise_if_nonfinite(state, seeds, tag, checkpoint=None, sites=None):
-    bad = distributed.to_host(state.bad_step)
+def _raise_if_nonfinite(bad, seeds, tag, checkpoint=None, sites=None):
+    """Raises NonFiniteError if a run's ``bad_step`` (host array) is set."""
     if (bad >= 0).any():
         if sites is None:
             which = ", ".join(
@@ -119,13 +119,25 @@ def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
 
     With the seeds sharded (several devices, or processes), the finished state comes
     back to the host whole, so what follows (evaluation, tuning) runs the same on
-    one device as on many, and the same on every process."""
+    one device as on many, and the same on every process. Seeds padded to fill a
+    multi-process mesh are dropped from everything that leaves the device:
+    checkpoints, histories, the result."""
     start, chunk, sharding = _vectorised(program, config, len(keys), sites, tag,
                                          start_params)
+    axis, n = (0 if sites is None else 1), len(keys)
+    extra = runs.seed_padding(n, sharding)
+
+    def host(tree):  # a collective under several processes: every process calls it
+        return runs.trim_seeds(distributed.to_host(tree), axis, n)
+
     restored = None
     if checkpoint is not None:
         template = jax.eval_shape(start, keys, train, start_params)
         restored = ckpt_lib.restore(checkpoint, template, fingerprint)
+    keys = runs.pad_seeds(keys, 0, extra)
+    if extra and start_params is not None and "shaper" in start_params:
+        start_params = {**start_params,
+                        "shaper": runs.pad_seeds(start_params["shaper"], axis, extra)}
     if sharding is not None:  # data stay replicated; jit partitions the seed axis
         keys = distributed.put(keys, NamedSharding(sharding.mesh, PartitionSpec("runs")))
     t0 = time.perf_counter()
@@ -135,11 +147,11 @@ def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
                                   [], []), 0
         what = (f"pre-trained {offset} epoch{'s' * (offset > 1)} (MSE)" if offset
                 else "initialised")
-        report(f"{tag} {len(keys)} seed(s){'' if sites is None else f' x {len(sites)} sites'}"
+        report(f"{tag} {n} seed(s){'' if sites is None else f' x {len(sites)} sites'}"
                f" compiled and {what} in {progress.duration(time.perf_counter() - t0)}")
     else:
-        done, epoch = loop.Chunks(restored.state, restored.chunks, restored.firsts), \
-            restored.epoch
+        done, epoch = loop.Chunks(runs.pad_seeds(restored.state, axis, extra),
+                                  restored.chunks, restored.firsts), restored.epoch
         report(f"{tag} resuming from {checkpoint} at "
                f"{loop.epoch_text(epoch, program.n_epochs, offset)}")
     # Every process must restore the same checkpoint (a shared filesystem).
@@ -149,7 +161,7 @@ def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
     t_pre = time.perf_counter() - t0
 
     def save(chunks, epoch):
-        state = distributed.to_host(chunks.state)  # a collective: every process
+        state = host(chunks.state)
         if distributed.is_main():
             ckpt_lib.save(checkpoint, state, epoch, chunks.histories, chunks.firsts,
                           fingerprint)
@@ -157,13 +169,14 @@ def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
     done = loop.train_in_chunks(
         chunk, (keys, train, valid), done, epoch, program.n_epochs,
         program.steps_per_epoch, tag, config.log_every, config.checkpoint_every,
-        check=lambda state: _raise_if_nonfinite(state, seeds, tag, checkpoint, sites),
+        check=lambda state: _raise_if_nonfinite(host(state.bad_step), seeds, tag,
+                                                checkpoint, sites),
         save=save if checkpoint is not None else None,
-        report=report, offset=offset,
+        report=report, offset=offset, fetch=host if distributed.multi() else None,
     )
     if sharding is None:
         return done, {"pretrain_s": t_pre, "devices": 1}
-    return (done._replace(state=distributed.to_host(done.state)),
+    return (done._replace(state=host(done.state)),
             {"pretrain_s": t_pre, "devices": sharding.mesh.devices.size})
 
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from l2n_jax import distributed, progress
+from l2n_jax import progress
 
 
 class Interrupted(KeyboardInterrupt):
@@ -70,6 +70,7 @@ def train_in_chunks(
     save: Callable[[Chunks, int], None] | None = None,
     report: progress.Report = progress.silent,
     offset: int = 0,
+    fetch: Callable[[Any], Any] | None = None,
 ) -> Chunks:
     """Runs epochs ``epoch .. n_epochs - 1``.
 
@@ -86,6 +87,8 @@ def train_in_chunks(
       save: ``save(chunks, epoch)`` writes a checkpoint.
       report: where progress lines go (``progress.to_stderr``, or silent).
       offset: epochs of pre-training before this phase, for the lines' budget.
+      fetch: applied to each chunk's history (e.g. gathering it to the host from
+        every process); None keeps it as the chunk returns it.
     """
     compiled: dict[int, Any] = {}
     checkpoint_every = checkpoint_every or log_every
@@ -102,8 +105,8 @@ def train_in_chunks(
             t0 = time.perf_counter()
             state, history = compiled[n](done.state, *args, first)
             jax.block_until_ready(state)
-            if distributed.multi():  # the seeds of every process, on the host
-                history = distributed.to_host(history)
+            if fetch is not None:
+                history = fetch(history)
             check(state)
             done = Chunks(state, done.histories + [history], done.firsts + [epoch],
                           done.compile_s, done.run_s + time.perf_counter() - t0,

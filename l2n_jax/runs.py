@@ -74,11 +74,10 @@ def seed_keys(seeds: Sequence[int]) -> jax.Array:
 def seed_sharding(n_seeds: int, axis: int, tag: str = "") -> NamedSharding | None:
     """A NamedSharding splitting the seed axis over the devices, or None.
 
-    Uses the largest number of devices that divides the number of seeds (seeds are
-    never padded); None on a single device. Under several processes
-    (``l2n_jax.distributed``) the mesh spans every process, each giving the same
-    number of its devices; seeds that do not divide among the processes run on
-    every process whole (replicated: correct, not faster).
+    Uses the largest number of local devices that divides the number of seeds;
+    None on a single device. Under several processes (``l2n_jax.distributed``) the
+    mesh spans every device of every process, and the seeds are padded to fill it
+    (``seed_padding``).
     """
     if jax.process_count() > 1:
         devices = _global_devices(n_seeds, tag)
@@ -96,15 +95,39 @@ def seed_sharding(n_seeds: int, axis: int, tag: str = "") -> NamedSharding | Non
 
 
 def _global_devices(n_seeds: int, tag: str) -> list:
-    """The same number of devices from every process (process-major), the most that
-    divides the seeds; [] when the seeds do not divide among the processes."""
+    """Every process's devices (as many from each, process-major). The seeds are
+    padded to a multiple of their number (``seed_padding``)."""
     n_proc = jax.process_count()
     by_process = [[d for d in jax.devices() if d.process_index == p] for p in range(n_proc)]
     n_local = min(len(ds) for ds in by_process)
-    per = [k for k in range(1, n_local + 1) if n_seeds % (k * n_proc) == 0]
-    if not per:
-        logging.warning("%s %d seeds do not divide among %d processes: every process "
-                        "trains them all (use a multiple of %d seeds)", tag, n_seeds,
-                        n_proc, n_proc)
-        return []
-    return [d for ds in by_process for d in ds[:max(per)]]
+    devices = [d for ds in by_process for d in ds[:n_local]]
+    extra = -n_seeds % len(devices)
+    if extra:
+        logging.info("%s %d seeds padded with %d discarded runs to fill %d devices",
+                     tag, n_seeds, extra, len(devices))
+    return devices
+
+
+def seed_padding(n_seeds: int, sharding: NamedSharding | None) -> int:
+    """Runs to add so the seeds fill the mesh (0 but under several processes, whose
+    mesh takes every device: one process's seeds always divide its devices)."""
+    return 0 if sharding is None else -n_seeds % sharding.mesh.devices.size
+
+
+def pad_seeds(tree, axis: int, extra: int):
+    """Repeats the last seed ``extra`` times along ``axis``: runs computed for the
+    mesh's sake and dropped by ``trim_seeds``."""
+    if not extra:
+        return tree
+
+    def one(x):
+        last = jax.lax.slice_in_dim(x, x.shape[axis] - 1, x.shape[axis], axis=axis)
+        return jnp.concatenate([x, jnp.repeat(last, extra, axis=axis)], axis=axis)
+
+    return jax.tree.map(one, tree)
+
+
+def trim_seeds(tree, axis: int, n_seeds: int):
+    """The first ``n_seeds`` runs along ``axis`` of every (host) leaf."""
+    index = (slice(None),) * axis + (slice(0, n_seeds),)
+    return jax.tree.map(lambda x: x[index], tree)

@@ -79,7 +79,7 @@ def prepare(workdir, run_info, overwrite):
     """Rows already finished in ``workdir`` (None if none); refuses a different run."""
     info_path, csv_path = workdir / "config.json", workdir / "results.csv"
     if overwrite:
-        for path in (info_path, csv_path, workdir / "results.md"):
+        for path in (info_path, csv_path, workdir / "results.md", workdir / "timing.json"):
             path.unlink(missing_ok=True)
         shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
         return None

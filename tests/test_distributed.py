@@ -2,6 +2,7 @@
 with 2 forced host devices, run one table; it equals the single-process run; a killed
 process stops the others with a clear error, and rerunning resumes."""
 
+import json
 import os
 import re
 import socket
@@ -84,7 +85,11 @@ def test_two_processes_equal_one_process_with_as_many_devices(runs):
     assert "on 4 devices of 2 processes" in errs[0]
     assert "epoch 8/8" in errs[0] and "epoch" not in errs[1]  # one set of progress lines
     assert sorted(p.name for p in workdir.iterdir()) == [
-        ".lock", "config.json", "results.csv", "results.md", "results.png"]
+        ".lock", "config.json", "results.csv", "results.md", "results.png", "timing.json"]
+    timing = json.loads((workdir / "timing.json").read_text())
+    assert (timing["processes"], timing["devices"]) == (2, 4)
+    assert [e["method"] for e in timing["entries"]] == ["loss2net"]
+    assert timing["entries"][0]["xla_compiles"] > 0
     # Same devices, same partitioned program: bitwise.
     pd.testing.assert_frame_equal(_table(workdir), _table(runs["1x4"][0]))
     # One device fuses differently: float rounding.
