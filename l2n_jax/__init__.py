@@ -16,7 +16,9 @@ from l2n_jax import losses, methods
 from l2n_jax.config import Config
 from l2n_jax.data import Scaler, Windows, WindowSet, make_windows
 from l2n_jax.engine import Program, Trainer, TrainState
-from l2n_jax.fit import NonFiniteError, fit, fit_fixed_loss, fit_fixed_loss_sites, fit_sites
+from l2n_jax import compiles, grids
+from l2n_jax.fit import (NonFiniteError, fit, fit_fixed_loss, fit_fixed_loss_sites,
+                         fit_grid, fit_grid_sites, fit_sites)
 from l2n_jax.metrics import CostModel, HostMetric, StatefulMetric, host_metric
 from l2n_jax.results import FitResult, evaluate, load, score
 from l2n_jax.runs import over_runs
@@ -40,11 +42,15 @@ __all__ = [
     "Windows",
     "WindowSet",
     "compare",
+    "compiles",
     "evaluate",
     "fit",
     "fit_fixed_loss",
     "fit_fixed_loss_sites",
+    "fit_grid",
+    "fit_grid_sites",
     "fit_sites",
+    "grids",
     "host_metric",
     "load",
     "losses",

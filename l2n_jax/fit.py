@@ -28,7 +28,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from l2n_jax import checkpoint as ckpt_lib
-from l2n_jax import baselines, engine, loop, progress, runs, starts
+from l2n_jax import baselines, engine, grids, loop, progress, runs, starts
 from l2n_jax.config import Config
 from l2n_jax.data import Split, Windows
 from l2n_jax.metrics import StatefulMetric, check_metric, v_dim
@@ -104,9 +104,13 @@ def _vectorised(program, config, n_seeds, sites, tag, start_params):
         batching))
 
     def chunk(n):
+        # Named (not a lambda) so that a compile counter can tell the training
+        # programs (jit(start), jit(epochs)) from small host-side ones.
+        def epochs(s, k, tr, va, e0):
+            return program.epochs(k, s, tr, va, e0, n)
+
         return jax.jit(runs.over_runs(
-            lambda s, k, tr, va, e0: program.epochs(k, s, tr, va, e0, n),
-            (0, 0, None, None, None), (0, None, 0, 0, None) if on_sites else None,
+            epochs, (0, 0, None, None, None), (0, None, 0, 0, None) if on_sites else None,
             batching))
 
     return start, chunk, sharding
@@ -380,3 +384,58 @@ def fit_fixed_loss_sites(config: Config, trains: Mapping[str, Windows], loss: Ca
     return _run(config, trains, valids, seeds, name, metric=metric, loss=loss,
                 label=label, checkpoint=checkpoint, sites=True, pad=pad, verbose=verbose,
                 hyper=hyper)
+
+
+def fit_grid_sites(config: Config, trains: Mapping[str, Windows], metric,
+                   grid: Mapping[str, Sequence[float]], *, seeds: Sequence[int] = (0,),
+                   valids: Mapping[str, Windows] | None = None, label: str = "",
+                   checkpoint: str | None = None, segments: int = 1,
+                   pad: bool | None = None, verbose: bool = True
+                   ) -> list[dict[str, FitResult]]:
+    """``fit_sites`` at every point of a grid of Config values, all in ONE program.
+
+    Args:
+      grid: {field: [v_0, ..., v_{n-1}]}, fields of ``l2n_jax.grids.FIELDS``
+        (noise_start, noise_end, lr_max, lr_min, shaper_lr), zipped: point ``i``
+        is ``config.replace(field=v_i, ...)`` (build a product with
+        ``itertools.product``). Each value is a traced per-run input, so the
+        sites x points x seeds runs are one compiled program; a field that changes
+        the program (a schedule kind, a size) raises ValueError.
+      (the rest as in ``fit_sites``.)
+
+    Returns:
+      [{site: FitResult}] per grid point, each as ``fit_sites`` with that point's
+      config gives (up to the float rounding of the batched program); its
+      ``config`` is the point's.
+    """
+    _check_metric_arg("fit_grid_sites", metric)
+    values = grids.points(config, grid)
+    pairs = {f"{site}#{i}": (site, i) for i in range(len(values)) for site in trains}
+    if len(pairs) != len(values) * len(trains):
+        raise ValueError(f"fit_grid_sites: site names {list(trains)} collide with "
+                         "the grid's run names")
+    out = _run(config, {k: trains[s] for k, (s, _) in pairs.items()},
+               None if valids is None else {k: valids[s] for k, (s, _) in pairs.items()},
+               seeds, "loss2net", metric=metric, label=label, checkpoint=checkpoint,
+               segments=segments, sites=True, pad=pad, verbose=verbose,
+               hyper={k: values[i] for k, (_, i) in pairs.items()})
+    return [{s: dataclasses.replace(out[f"{s}#{i}"], config=config.replace(**point))
+             for s in trains} for i, point in enumerate(values)]
+
+
+def fit_grid(config: Config, train: Windows, metric, grid: Mapping[str, Sequence[float]],
+             *, seeds: Sequence[int] = (0,), valid: Windows | None = None,
+             label: str = "", checkpoint: str | None = None, segments: int = 1,
+             verbose: bool = True) -> list[FitResult]:
+    """``fit`` at every point of a grid of Config values, all in ONE program::
+
+        results = l2n.fit_grid(config, data.train, metric,
+                               {"noise_start": [0.01, 0.03, 0.1]}, valid=data.valid)
+
+    ``grid`` as in ``fit_grid_sites``; returns one FitResult per grid point, each
+    as ``fit(config.replace(field=v_i), ...)`` gives (up to float rounding)."""
+    _check_metric_arg("fit_grid", metric)
+    out = fit_grid_sites(config, {"train": train}, metric, grid, seeds=seeds,
+                         valids=None if valid is None else {"train": valid}, label=label,
+                         checkpoint=checkpoint, segments=segments, verbose=verbose)
+    return [r["train"] for r in out]
