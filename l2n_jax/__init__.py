@@ -12,11 +12,12 @@ public API (README, "Your own metric")::
 
 __version__ = "0.2.0"
 
-from l2n_jax import distributed, losses, methods
+from l2n_jax import compiles, distributed, grids, losses, methods
 from l2n_jax.config import Config
 from l2n_jax.data import Scaler, Windows, WindowSet, make_windows
 from l2n_jax.engine import Program, Trainer, TrainState
-from l2n_jax.fit import NonFiniteError, fit, fit_fixed_loss, fit_fixed_loss_sites, fit_sites
+from l2n_jax.fit import (NonFiniteError, fit, fit_fixed_loss, fit_fixed_loss_sites,
+                         fit_grid, fit_grid_sites, fit_sites)
 from l2n_jax.metrics import CostModel, HostMetric, StatefulMetric, host_metric
 from l2n_jax.results import FitResult, evaluate, load, score
 from l2n_jax.runs import over_runs
@@ -40,12 +41,16 @@ __all__ = [
     "Windows",
     "WindowSet",
     "compare",
+    "compiles",
     "distributed",
     "evaluate",
     "fit",
     "fit_fixed_loss",
     "fit_fixed_loss_sites",
+    "fit_grid",
+    "fit_grid_sites",
     "fit_sites",
+    "grids",
     "host_metric",
     "load",
     "losses",

@@ -34,10 +34,16 @@ import jax
 from absl import app, flags, logging
 
 import l2n_jax
-
-from l2n_jax import usecases
+from l2n_jax import (
+    cli_distributed,
+    compiles,
+    distributed,
+    progress,
+    tables,
+    timing,
+    usecases,
+)
 from l2n_jax import methods as methods_lib
-from l2n_jax import cli_distributed, distributed, progress, tables, timing
 from l2n_jax import workdir as workdir_lib
 from l2n_jax.fit import NonFiniteError
 from l2n_jax.loop import Interrupted
@@ -361,10 +367,10 @@ def _run_table(uc, chosen, sites, config, metric, params, seeds, workdir, done, 
             overall.start(f"{method} on {', '.join(pending)}")
             task = methods_lib.Task(config, pending, metric, seeds, uc.options(**params),
                                     label, str(checkpoints), cache)
-            before = timing.compiles()
+            before = compiles.total()
             rows = methods_lib.run(method, task, uc.name).rows
             spent.append(timing.entry(method, pending, rows["train_s"].iloc[0],
-                                      timing.compiles() - before))
+                                      compiles.total() - before))
             overall.finish()
             rows.insert(0, "usecase", uc.name)
             frames.append(rows.rename(columns={"cost": "test_cost"}))

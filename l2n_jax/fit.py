@@ -20,45 +20,20 @@ which logs progress, checks for non-finite values and checkpoints.
 """
 
 import dataclasses
-import time
 from typing import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
+from l2n_jax import baselines, engine, grids, progress, runs, starts
 from l2n_jax import checkpoint as ckpt_lib
-from l2n_jax import baselines, distributed, engine, loop, progress, runs, starts
 from l2n_jax.config import Config
 from l2n_jax.data import Split, Windows
+from l2n_jax.driver import NonFiniteError, drive  # noqa: F401 (re-exported)
 from l2n_jax.metrics import StatefulMetric, check_metric, v_dim
 from l2n_jax.results import FitResult, history_frame
 from l2n_jax.sites import as_windows, stack_sites
 from l2n_jax.train import Shapes, make_program
-
-
-class NonFiniteError(FloatingPointError):
-    """A run produced a NaN/inf cost, loss or parameter and was stopped."""
-
-
-def _raise_if_nonfinite(bad, seeds, tag, checkpoint=None, sites=None):
-    """Raises NonFiniteError if a run's ``bad_step`` (host array) is set."""
-    if (bad >= 0).any():
-        if sites is None:
-            which = ", ".join(
-                f"seed {s} at step {int(b)}" for s, b in zip(seeds, bad) if b >= 0
-            )
-        else:
-            which = ", ".join(
-                f"site {site} seed {s} at step {int(b)}"
-                for site, row in zip(sites, bad) for s, b in zip(seeds, row) if b >= 0
-            )
-        kept = f" The last good checkpoint is kept in {checkpoint}." if checkpoint else ""
-        raise NonFiniteError(
-            f"{tag} non-finite cost, loss or parameters ({which}); the run was frozen "
-            "at its last finite step. Check the metric for NaN/inf outputs, or lower "
-            f"lr_max / shaper_lr.{kept}"
-        )
 
 
 def _fingerprint(config, seeds, method, shapes, train: Split, valid: Split | None,
@@ -82,102 +57,6 @@ def _fingerprint(config, seeds, method, shapes, train: Split, valid: Split | Non
         out["sizes"] = np.stack([np.asarray(train.n), np.asarray(n_valid)], 1).tolist()
     out.update({k: v for k, v in extra.items() if v is not None})
     return out
-
-
-def _vectorised(program, config, n_seeds, sites, tag, start_params):
-    """(start, chunk, seed sharding): the program's start and epoch functions over
-    seeds and sites, jitted; ``chunk(n)`` runs ``n`` epochs."""
-    sharding = runs.seed_sharding(n_seeds, 0 if sites is None else 1, tag)
-    batching = config.seed_batching
-    if batching == "map" and sharding is not None:
-        # lax.map keeps the seeds on one device; vmap lets jit split them.
-        batching = "vmap"
-    on_sites = sites is not None
-    # A start shaper is one per seed; hyper-parameters are shared by the seeds.
-    seed_sp = None if start_params is None else {
-        k: (0 if k == "shaper" else None) for k in start_params}
-    site_sp = None if start_params is None else {k: 0 for k in start_params}
-    # Data go in as arguments (not closed over), so XLA does not embed them as
-    # constants in the compiled program.
-    start = jax.jit(runs.over_runs(
-        program.start, (0, None, seed_sp), (None, 0, site_sp) if on_sites else None,
-        batching))
-
-    def chunk(n):
-        return jax.jit(runs.over_runs(
-            lambda s, k, tr, va, e0: program.epochs(k, s, tr, va, e0, n),
-            (0, 0, None, None, None), (0, None, 0, 0, None) if on_sites else None,
-            batching))
-
-    return start, chunk, sharding
-
-
-def _train(program, config, keys, train, valid, start_params, tag, checkpoint,
-           fingerprint, sites, seeds, report):
-    """Starts (or resumes) and runs every chunk; returns (Chunks, {'pretrain_s',
-    'devices'}): the seconds before the first chunk and the devices the seeds ran on.
-
-    With the seeds sharded (several devices, or processes), the finished state comes
-    back to the host whole, so what follows (evaluation, tuning) runs the same on
-    one device as on many, and the same on every process. Seeds padded to fill a
-    multi-process mesh are dropped from everything that leaves the device:
-    checkpoints, histories, the result."""
-    start, chunk, sharding = _vectorised(program, config, len(keys), sites, tag,
-                                         start_params)
-    axis, n = (0 if sites is None else 1), len(keys)
-    extra = runs.seed_padding(n, sharding)
-
-    def host(tree):  # a collective under several processes: every process calls it
-        return runs.trim_seeds(distributed.to_host(tree), axis, n)
-
-    restored = None
-    if checkpoint is not None:
-        template = jax.eval_shape(start, keys, train, start_params)
-        restored = ckpt_lib.restore(checkpoint, template, fingerprint)
-    keys = runs.pad_seeds(keys, 0, extra)
-    if extra and start_params is not None and "shaper" in start_params:
-        start_params = {**start_params,
-                        "shaper": runs.pad_seeds(start_params["shaper"], axis, extra)}
-    if sharding is not None:  # data stay replicated; jit partitions the seed axis
-        keys = distributed.put(keys, NamedSharding(sharding.mesh, PartitionSpec("runs")))
-    t0 = time.perf_counter()
-    offset = program.pretrain_epochs
-    if restored is None:
-        done, epoch = loop.Chunks(jax.block_until_ready(start(keys, train, start_params)),
-                                  [], []), 0
-        what = (f"pre-trained {offset} epoch{'s' * (offset > 1)} (MSE)" if offset
-                else "initialised")
-        report(f"{tag} {n} seed(s){'' if sites is None else f' x {len(sites)} sites'}"
-               f" compiled and {what} in {progress.duration(time.perf_counter() - t0)}")
-    else:
-        done, epoch = loop.Chunks(runs.pad_seeds(restored.state, axis, extra),
-                                  restored.chunks, restored.firsts), restored.epoch
-        report(f"{tag} resuming from {checkpoint} at "
-               f"{loop.epoch_text(epoch, program.n_epochs, offset)}")
-    # Every process must restore the same checkpoint (a shared filesystem).
-    distributed.agree(epoch, f"{tag}: the epoch to resume from ({checkpoint})")
-    if sharding is not None:
-        done = done._replace(state=distributed.put(done.state, sharding))
-    t_pre = time.perf_counter() - t0
-
-    def save(chunks, epoch):
-        state = host(chunks.state)
-        if distributed.is_main():
-            ckpt_lib.save(checkpoint, state, epoch, chunks.histories, chunks.firsts,
-                          fingerprint)
-
-    done = loop.train_in_chunks(
-        chunk, (keys, train, valid), done, epoch, program.n_epochs,
-        program.steps_per_epoch, tag, config.log_every, config.checkpoint_every,
-        check=lambda state: _raise_if_nonfinite(host(state.bad_step), seeds, tag,
-                                                checkpoint, sites),
-        save=save if checkpoint is not None else None,
-        report=report, offset=offset, fetch=host if distributed.multi() else None,
-    )
-    if sharding is None:
-        return done, {"pretrain_s": t_pre, "devices": 1}
-    return (done._replace(state=host(done.state)),
-            {"pretrain_s": t_pre, "devices": sharding.mesh.devices.size})
 
 
 def _results(program, config, done, pre, selected, seeds, method, shapes, sites,
@@ -270,8 +149,8 @@ def _run(config, train, valid, seeds, method, *, metric=None, loss=None, label="
             sites=list(sites) if sites is not None else None,
             start=(ckpt_lib.data_digest(*jax.tree.leaves(start_params))
                    if start_params is not None else None))
-    done, pre = _train(program, config, keys, train, valid, start_params, tag,
-                       checkpoint, fingerprint, sites, seeds, progress.reporter(verbose))
+    done, pre = drive(program, config, keys, train, valid, start_params, tag,
+                      checkpoint, fingerprint, sites, seeds, progress.reporter(verbose))
     selected = config.select_best and valid is not None
     out = _results(program, config, done, pre, selected, seeds, method, shapes, sites,
                    train)
@@ -405,3 +284,58 @@ def fit_fixed_loss_sites(config: Config, trains: Mapping[str, Windows], loss: Ca
     return _run(config, trains, valids, seeds, name, metric=metric, loss=loss,
                 label=label, checkpoint=checkpoint, sites=True, pad=pad, verbose=verbose,
                 hyper=hyper)
+
+
+def fit_grid_sites(config: Config, trains: Mapping[str, Windows], metric,
+                   grid: Mapping[str, Sequence[float]], *, seeds: Sequence[int] = (0,),
+                   valids: Mapping[str, Windows] | None = None, label: str = "",
+                   checkpoint: str | None = None, segments: int = 1,
+                   pad: bool | None = None, verbose: bool = True
+                   ) -> list[dict[str, FitResult]]:
+    """``fit_sites`` at every point of a grid of Config values, all in ONE program.
+
+    Args:
+      grid: {field: [v_0, ..., v_{n-1}]}, fields of ``l2n_jax.grids.FIELDS``
+        (noise_start, noise_end, lr_max, lr_min, shaper_lr), zipped: point ``i``
+        is ``config.replace(field=v_i, ...)`` (build a product with
+        ``itertools.product``). Each value is a traced per-run input, so the
+        sites x points x seeds runs are one compiled program; a field that changes
+        the program (a schedule kind, a size) raises ValueError.
+      (the rest as in ``fit_sites``.)
+
+    Returns:
+      [{site: FitResult}] per grid point, each as ``fit_sites`` with that point's
+      config gives (up to the float rounding of the batched program); its
+      ``config`` is the point's.
+    """
+    _check_metric_arg("fit_grid_sites", metric)
+    values = grids.points(config, grid)
+    pairs = {f"{site}#{i}": (site, i) for i in range(len(values)) for site in trains}
+    if len(pairs) != len(values) * len(trains):
+        raise ValueError(f"fit_grid_sites: site names {list(trains)} collide with "
+                         "the grid's run names")
+    out = _run(config, {k: trains[s] for k, (s, _) in pairs.items()},
+               None if valids is None else {k: valids[s] for k, (s, _) in pairs.items()},
+               seeds, "loss2net", metric=metric, label=label, checkpoint=checkpoint,
+               segments=segments, sites=True, pad=pad, verbose=verbose,
+               hyper={k: values[i] for k, (_, i) in pairs.items()})
+    return [{s: dataclasses.replace(out[f"{s}#{i}"], config=config.replace(**point))
+             for s in trains} for i, point in enumerate(values)]
+
+
+def fit_grid(config: Config, train: Windows, metric, grid: Mapping[str, Sequence[float]],
+             *, seeds: Sequence[int] = (0,), valid: Windows | None = None,
+             label: str = "", checkpoint: str | None = None, segments: int = 1,
+             verbose: bool = True) -> list[FitResult]:
+    """``fit`` at every point of a grid of Config values, all in ONE program::
+
+        results = l2n.fit_grid(config, data.train, metric,
+                               {"noise_start": [0.01, 0.03, 0.1]}, valid=data.valid)
+
+    ``grid`` as in ``fit_grid_sites``; returns one FitResult per grid point, each
+    as ``fit(config.replace(field=v_i), ...)`` gives (up to float rounding)."""
+    _check_metric_arg("fit_grid", metric)
+    out = fit_grid_sites(config, {"train": train}, metric, grid, seeds=seeds,
+                         valids=None if valid is None else {"train": valid}, label=label,
+                         checkpoint=checkpoint, segments=segments, verbose=verbose)
+    return [r["train"] for r in out]

@@ -6,8 +6,10 @@
   ``fit_sites`` program (pairs of different lengths are padded).
 * ``noise_sensitivity``: Loss2Net with no exploration noise, with each fixed std of
   a geometric grid, and with the exponential decay; test cost per seed and the
-  learning curve (true validation cost per epoch). One program per setting (the
-  std is part of the compiled schedule), every site x seed inside it.
+  learning curve (true validation cost per epoch). The settings that differ only
+  in the std (no noise = std 0, the fixed stds) train as one program, the std a
+  traced per-run input (``fit.fit_grid_sites``), every site x std x seed inside it;
+  the decay is a second program.
 * ``shaper_error``: how far a learned loss is from the true cost on a site's
   data (RMSE over its test demands x an error grid): why a shaper does or does not
   transfer.
@@ -18,16 +20,17 @@
 Rows follow ``l2n_jax.methods``: one per site x method x seed, with ``test_cost``.
 """
 
+import hashlib
 import os
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from l2n_jax import methods
+from l2n_jax import grids, methods
 from l2n_jax.config import Config
 from l2n_jax.data import WindowSet, Windows
-from l2n_jax.fit import fit_sites
+from l2n_jax.fit import fit_grid_sites, fit_sites
 from l2n_jax.results import FitResult, score
 from l2n_jax.metrics import batch_metric
 
@@ -105,6 +108,48 @@ def noise_settings(n_fixed: int = 10, low: float = 1e-3, high: float = 1e-1):
     return grid
 
 
+def _grid_member(config: Config) -> Config:
+    """No noise is the fixed schedule at std 0, the same program bitwise
+    (tests/test_grids.py), so it shares the fixed stds' program."""
+    if config.noise_schedule == "none":
+        return config.replace(noise_schedule="fixed", noise_start=0.0)
+    return config
+
+
+def _train_group(base, grid, group, wss, metric, seeds, label, checkpoint_dir):
+    """[{site: FitResult}] per setting of ``group`` ((name, std) pairs, one group of
+    ``grids.group``): the grid in one ``fit_grid_sites`` program, or a lone setting
+    in a plain one."""
+    if grid:  # e.g. 'none+fixed_<digest of the stds>'
+        digest = hashlib.sha1(repr(sorted(grid.items())).encode()).hexdigest()[:8]
+        tag = f"{'+'.join(dict.fromkeys(name for name, _ in group))}_{digest}"
+    else:
+        name, std = group[0]
+        tag = name if name != "fixed" else f"fixed_{std:.4g}"
+    checkpoint = (None if checkpoint_dir is None
+                  else os.path.join(checkpoint_dir, f"loss2net_{tag}.ckpt"))
+    if not grid:
+        return [methods.train_sites(base, dict(wss), tuple(seeds), f"{label}/{tag}",
+                                    checkpoint, metric=metric)] * len(group)
+    return fit_grid_sites(base, {s: ws.train for s, ws in wss.items()}, metric, grid,
+                          seeds=tuple(seeds), valids={s: ws.valid for s, ws in wss.items()},
+                          label=f"{label}/{tag}", checkpoint=checkpoint)
+
+
+def _setting_frames(results, name, std, wss, metric):
+    """(test rows, learning curves) of one setting at every site."""
+    rows, curves = [], []
+    for site, ws in wss.items():
+        r = results[site]
+        df = score(r.predict(ws.test.inputs), ws.test, metric, r.seeds, "loss2net")
+        rows.append(_tidy(df, noise=name, noise_std=std, site=site))
+        h = r.history.groupby(["seed", "epoch"], as_index=False).agg(
+            valid_cost=("valid_cost", "first"), train_cost=("cost", "mean")
+        )
+        curves.append(_tidy(h, noise=name, noise_std=std, site=site))
+    return rows, curves
+
+
 def noise_sensitivity(
     config: Config,
     wss: Mapping[str, WindowSet],
@@ -117,6 +162,10 @@ def noise_sensitivity(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Loss2Net under each exploration-noise setting (``noise_settings()``).
 
+    Settings that differ only in values (no noise and the fixed stds) train as one
+    ``fit_grid_sites`` program, each other schedule kind (the decay) as its own:
+    the paper's grid compiles 2 programs, not 12.
+
     Returns:
       (rows, curves): rows, one per setting x site x seed: noise, noise_std, site,
       seed, test_cost, ...; curves, one per setting x site x seed x co-training
@@ -124,23 +173,18 @@ def noise_sensitivity(
       and train_cost (mean over the epoch's steps, noisy decisions).
     """
     settings = noise_settings() if settings is None else settings
+    configs = [_grid_member(config.replace(**changes)) for _, _, changes in settings]
+    trained = {}
+    for base, idx, grid in grids.group(configs):
+        group = [settings[i][:2] for i in idx]
+        results = _train_group(base, grid, group, wss, metric, seeds, label,
+                               checkpoint_dir)
+        trained.update(zip(idx, results))
     rows, curves = [], []
-    for name, std, changes in settings:
-        tag = name if name != "fixed" else f"fixed_{std:.4g}"
-        checkpoint = (None if checkpoint_dir is None
-                      else os.path.join(checkpoint_dir, f"loss2net_{tag}.ckpt"))
-        results = methods.train_sites(
-            config.replace(**changes), dict(wss), tuple(seeds), f"{label}/{tag}",
-            checkpoint, metric=metric,
-        )
-        for site, ws in wss.items():
-            r = results[site]
-            df = score(r.predict(ws.test.inputs), ws.test, metric, r.seeds, "loss2net")
-            rows.append(_tidy(df, noise=name, noise_std=std, site=site))
-            h = r.history.groupby(["seed", "epoch"], as_index=False).agg(
-                valid_cost=("valid_cost", "first"), train_cost=("cost", "mean")
-            )
-            curves.append(_tidy(h, noise=name, noise_std=std, site=site))
+    for i, (name, std, _) in enumerate(settings):  # in the settings' order
+        r, c = _setting_frames(trained[i], name, std, wss, metric)
+        rows += r
+        curves += c
     return pd.concat(rows, ignore_index=True), pd.concat(curves, ignore_index=True)
 
 

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from l2n_jax import batching, engine, nets, schedules, steps, variants
+from l2n_jax import batching, engine, grids, nets, schedules, steps, variants
 from l2n_jax.config import Config
 from l2n_jax.data import Split, Windows
 from l2n_jax.metrics import StatefulMetric, batch_metric, cost_model, v_dim
@@ -138,8 +138,15 @@ def _shaper_losses(config: Config, shaper, seen_dim: int):
             variants.shaped_loss(shaper.apply, features))
 
 
-def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
-    """Loss2Net: the predictor learns through a shaper fitted to reported costs."""
+def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
+                     hyper: bool = False):
+    """Loss2Net: the predictor learns through a shaper fitted to reported costs.
+
+    With ``hyper`` a run's values of ``grids.FIELDS`` (noise stds, learning rates)
+    come from ``init(key, {'hyper': {field: value}})`` and its step builds its
+    schedules and the shaper's optimiser from them, so a grid of values trains as
+    one program (``fit.fit_grid``); the other fields are ``config``'s.
+    """
     if metric is None:
         raise ValueError("make_program: Loss2Net needs a metric")
     m, k = shapes.decision_dim, shapes.obs_dim
@@ -168,7 +175,11 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
     def init(key, start_params=None):
         start_params = start_params or {}
         key_p, key_s = jax.random.split(jax.random.fold_in(key, engine.INIT))
-        s = start_params.get("shaper")
+        s, values = start_params.get("shaper"), start_params.get("hyper", ())
+        if values and not hyper:
+            raise ValueError("this Loss2Net program was built without hyper=True: it "
+                             "would ignore the run's values")
+        grids.check_fields(values)
         params = {"predictor": predictor.init(key_p),
                   "shaper": shaper.init(key_s) if s is None else s}
         # The optimiser states' structure does not depend on the schedule.
@@ -177,27 +188,39 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1):
                                             config.alternate_steps)
         opt_state = {"predictor": p_tx.init(params["predictor"]),
                      "shaper": shaper_tx.init(params["shaper"])}
-        return engine.new_state(params, opt_state, memory.init(), cost.init())
+        return engine.new_state(params, opt_state, memory.init(), cost.init(),
+                                hyper=values)
 
     def step(train: Split):
         # What depends on the data: the schedules' run length (a padded site's
         # own), the range penalty's bounds.
         live = layout(train).live_steps
-        lr = schedules.learning_rate(config, n_epochs * live)
-        noise = schedules.noise_std(config, n_epochs * live)
         decision_loss = shaped_loss
         if config.range_penalty > 0:
             decision_loss = variants.with_range_penalty(
                 shaped_loss, variants.target_bounds(train), config.range_penalty)
-        parts = steps.Loss2NetParts(
-            predict=predict, cost=cost, noise=noise, lr=lr, target=target, memory=memory,
-            shaper_loss=shaper_loss, decision_loss=decision_loss, shaper_tx=shaper_tx,
-            predictor_tx=variants.predictor_optimizer(
-                lr, config.shaper_warmup_epochs, live, config.alternate_steps),
-        )
+
+        def parts(values):
+            # ``values`` {}: config's own numbers, as Python constants (a plain run).
+            c = grids.view(config, values)
+            lr = schedules.learning_rate(c, n_epochs * live)
+            return steps.Loss2NetParts(
+                predict=predict, cost=cost, noise=schedules.noise_std(c, n_epochs * live),
+                lr=lr, target=target, memory=memory, shaper_loss=shaper_loss,
+                decision_loss=decision_loss,
+                shaper_tx=variants.shaper_optimizer(c) if values else shaper_tx,
+                predictor_tx=variants.predictor_optimizer(
+                    lr, config.shaper_warmup_epochs, live, config.alternate_steps),
+            )
+
+        if hyper:  # a grid point's values are the run's own traced inputs
+            def co_update(key, state, batch):
+                return steps.loss2net_step(parts(state.hyper), key, state, batch)
+        else:
+            co_update = functools.partial(steps.loss2net_step, parts({}))
         # The cost and both losses (and the parameters) can go NaN; the schedules and
         # the mean error (finite when they are) need no check.
-        return engine.skip_nonfinite(functools.partial(steps.loss2net_step, parts),
+        return engine.skip_nonfinite(co_update,
                                      watch=("cost", "shaper_loss", "predictor_loss"))
 
     def validate(state, valid: Split):
@@ -301,11 +324,12 @@ def make_program(config: Config, shapes: Shapes, metric=None, loss: Callable | N
         baseline.
       segments: StatefulMetric only: contiguous time segments per Loss2Net batch;
         ``batch_size`` must be a multiple of it.
-      hyper: a fixed loss only: ``loss(prediction, target, theta)`` with a run's
-        ``theta`` from ``init(key, {'hyper': theta})``.
+      hyper: a fixed loss: ``loss(prediction, target, theta)`` with a run's
+        ``theta`` from ``init(key, {'hyper': theta})``; Loss2Net: the run's values
+        of ``grids.FIELDS`` from ``init(key, {'hyper': {field: value}})``.
     """
     if loss is None:
-        trainer = loss2net_trainer(config, shapes, metric, segments)
+        trainer = loss2net_trainer(config, shapes, metric, segments, hyper)
     else:
         trainer = fixed_loss_trainer(config, shapes, loss, metric, hyper)
     return engine.build(trainer, engine.keep_best if config.select_best else engine.keep_last)
