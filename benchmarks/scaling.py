@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import pandas as pd
 
 
@@ -98,6 +97,35 @@ def _markdown(df, diffs, args):
     return "\n".join(lines) + "\n"
 
 
+def _differences(results):
+    """Max |Δ| of each layout's test cost (overall) and, per method, of test cost and
+    forecast RMSE, against the first layout's rows."""
+    keys = ["site", "method", "seed"]
+    layouts = list(results)
+    first = results[layouts[0]].set_index(keys)
+    diffs, frames = {}, []
+    for layout in layouts:
+        d = (results[layout].set_index(keys)[["test_cost", "forecast_rmse"]]
+             - first[["test_cost", "forecast_rmse"]]).abs()
+        diffs[layout] = float(d["test_cost"].max())
+        if layout != layouts[0]:
+            g = d.groupby(level="method", sort=False).max()
+            frames.append(g.assign(layout=layout))
+    per = pd.concat(frames) if frames else pd.DataFrame()
+    return diffs, per
+
+
+def _diff_markdown(per):
+    if per.empty:
+        return ""
+    lines = ["", "Against the first layout, per method: max |Δ| over sites x seeds\n",
+             "| layout | method | forecast RMSE | test cost |", "|---|---|---|---|"]
+    for method, row in per.iterrows():
+        lines.append(f"| {row.layout} | {method} | {row.forecast_rmse:.1e} | "
+                     f"{row.test_cost:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--usecase", default="netalloc")
@@ -109,11 +137,14 @@ def main():
     p.add_argument("--quick", action="store_true", help="l2n_train --quick budget")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per layout run")
     p.add_argument("--out", default="benchmarks/results/scaling")
+    p.add_argument("--workdirs", default="", help="keep each layout's workdir here "
+                   "(default: a temporary directory)")
     args = p.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, results, blobs = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.workdirs or tmp
         for repeat in range(args.repeats):
             for n_proc, devices in _layouts(args.layouts):
                 layout = f"{n_proc}x{devices}"
@@ -129,15 +160,13 @@ def main():
                                  "compile_s": e["compile_s"],
                                  "xla_compiles": e["xla_compiles"]})
     df = pd.DataFrame(rows)
-    keys = ["site", "method", "seed"]
-    first = next(iter(results.values())).set_index(keys)["test_cost"]
-    diffs = {k: float(np.abs(v.set_index(keys)["test_cost"] - first).max())
-             for k, v in results.items()}
+    diffs, per_method = _differences(results)
     df.to_csv(out / "scaling.csv", index=False)
     (out / "scaling.json").write_text(json.dumps(
         {"args": vars(args), "runs": blobs, "max_abs_test_cost_diff_vs_first": diffs,
+         "per_method_diff_vs_first": per_method.reset_index().to_dict("records"),
          "cpus": os.cpu_count()}, indent=2))
-    text = _markdown(df, diffs, args)
+    text = _markdown(df, diffs, args) + _diff_markdown(per_method)
     (out / "scaling.md").write_text(text)
     print(text)
 

@@ -12,9 +12,12 @@ A single process is the special case: ``to_host`` is ``np.asarray`` and ``put`` 
 ``jax.device_put``.
 """
 
+import functools
+
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
 
 from l2n_jax import progress
 
@@ -58,13 +61,32 @@ def multi() -> bool:
 
 def to_host(tree):
     """Every leaf as a NumPy array holding the whole (global) value, on every
-    process; a collective under several processes, so every process must call it."""
-    def one(x):
-        if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-        return np.asarray(x)
+    process; a collective under several processes, so every process must call it.
 
-    return jax.tree.map(one, tree)
+    The leaves spread over processes are replicated by ONE jitted identity per
+    mesh (cached: a gather per leaf would compile a program per leaf shape and call).
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    spread = [i for i, x in enumerate(leaves)
+              if isinstance(x, jax.Array) and not x.is_fully_addressable]
+    if spread:
+        mesh = leaves[spread[0]].sharding.mesh
+        whole = _onto(NamedSharding(mesh, PartitionSpec()))(
+            [leaves[i] for i in spread])
+        for i, x in zip(spread, whole):
+            leaves[i] = x.addressable_data(0)  # this process's full copy
+    return jax.tree.unflatten(treedef, [np.asarray(x) for x in leaves])
+
+
+@functools.lru_cache(maxsize=None)
+def _onto(sharding):
+    """An identity jitted onto ``sharding``, one per sharding, so its compilations
+    are cached by shape like any jitted function's."""
+    return jax.jit(_identity, out_shardings=sharding)
+
+
+def _identity(tree):
+    return tree
 
 
 def put(tree, sharding):
@@ -85,7 +107,7 @@ def put(tree, sharding):
 
 
 def _reshard(x, sharding):
-    return jax.jit(lambda a: a, out_shardings=sharding)(x)
+    return _onto(sharding)(x)
 
 
 def barrier(name: str) -> None:

@@ -59,3 +59,17 @@ def test_the_metric_snippet_runs_on_a_users_csv(tmp_path, monkeypatch):
     assert np.isfinite(rows["test_cost"]).all()
     mw = scope["decisions_mw"]
     assert mw.shape[1] == 1 and 700 < float(np.median(mw)) < 1300  # original units
+
+
+def test_the_grid_snippet_trains_one_result_per_value_in_one_program(windowset):
+    from l2n_jax import compiles
+
+    (snippet,) = [b for b in _python_blocks() if "fit_grid(" in b]
+    scope = {"l2n": l2n, "config": tiny_config(), "data": windowset,
+             "outage_cost": asymmetric_cost}
+    with compiles.counting() as seen:
+        exec(snippet, scope)
+    results = scope["results"]
+    assert [r.config.lr_max for r in results] == [3e-4, 1e-3, 3e-3]
+    assert compiles.training_programs(seen) <= 2  # start + epochs, not one per value
+    assert all(r.seeds == (0, 1, 2) for r in results)
