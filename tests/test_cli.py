@@ -216,7 +216,8 @@ def test_a_second_run_on_a_held_workdir_is_refused_and_a_killed_run_leaves_no_lo
         tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     workdir = tmp_path / "out"
-    args = _RESUME_ARGS + [f"--workdir={workdir}"]
+    # Long enough to be still training while the second command starts and stops.
+    args = _RESUME_ARGS + ["--epochs=5000", f"--workdir={workdir}"]
     first = subprocess.Popen(_command() + args, cwd=tmp_path, env=env, text=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

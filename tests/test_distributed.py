@@ -84,8 +84,8 @@ def test_two_processes_equal_one_process_with_as_many_devices(runs):
     workdir, errs = runs["2x2"]
     assert "on 4 devices of 2 processes" in errs[0]
     assert "epoch 8/8" in errs[0] and "epoch" not in errs[1]  # one set of progress lines
-    assert sorted(p.name for p in workdir.iterdir()) == [
-        ".lock", "config.json", "results.csv", "results.md", "results.png", "timing.json"]
+    files = {p.name for p in workdir.iterdir()} - {"results.png"}  # with matplotlib
+    assert files == {".lock", "config.json", "results.csv", "results.md", "timing.json"}
     timing = json.loads((workdir / "timing.json").read_text())
     assert (timing["processes"], timing["devices"]) == (2, 4)
     assert [e["method"] for e in timing["entries"]] == ["loss2net"]
