@@ -4,9 +4,10 @@
 and Kubernetes; explicit coordinator / process count / id elsewhere). Every process
 then runs the same program: ``runs.seed_sharding`` builds one global ``Mesh`` over
 every process's devices and shards the seed axis on it, so each device trains its
-own seeds and nothing else crosses processes during training. Results come back to
-every process as host arrays (``to_host``), so evaluation, tuning and tables run
-the same everywhere; only the main process (index 0) writes files (``is_main``).
+own seeds; the runs never communicate. What crosses processes is gathered by
+``to_host``: each chunk's history, and the state at checkpoints and at the end, as
+host arrays on every process, so evaluation, tuning and tables run the same
+everywhere; only the main process (index 0) writes files (``is_main``).
 
 A single process is the special case: ``to_host`` is ``np.asarray`` and ``put`` is
 ``jax.device_put``.

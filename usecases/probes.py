@@ -80,6 +80,9 @@ VARIANTS = {
     # 'segments' is not a Config field: the contiguous segments per stateful batch.
     "seg2": {"replay_size": 16384, "segments": 2},
     "seg2+ctg0.9": {"replay_size": 16384, "segments": 2, "cost_to_go": 0.9},
+    # Half the budget as MSE pre-training: co-training starts from (and has less time
+    # to drift from) a precise forecaster.
+    "pretrain30": {"replay_size": 16384, "pretrain_epochs": 30},
 }
 
 
