@@ -161,7 +161,7 @@ def windows(demand: np.ndarray, split: str, horizon: int = H_DEFAULT):
     return x.transpose(1, 0, 2), demand[:, ahead].transpose(1, 0, 2)
 
 
-def fit_ar(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+def fit_ar(x: np.ndarray, y: np.ndarray, ridge: float = 1e-5) -> np.ndarray:
     """Per-client linear AR (direct multi-horizon, ridge MSE): [S, F + 1, H] weights."""
     n, s, f = x.shape
     xb = np.concatenate([x, np.ones((n, s, 1))], axis=-1)
