@@ -83,6 +83,12 @@ VARIANTS = {
     # Half the budget as MSE pre-training: co-training starts from (and has less time
     # to drift from) a precise forecaster.
     "pretrain30": {"replay_size": 16384, "pretrain_epochs": 30},
+    # A last phase at a low learning rate / low noise, and a finer or smoother
+    # learned surface (the SIREN's first-layer frequency).
+    "lr_exp": {"replay_size": 16384, "lr_schedule": "exp"},
+    "noise_end/10": {"replay_size": 16384, "noise_end": 1e-4},
+    "omega60": {"replay_size": 16384, "omega0_first": 60.0},
+    "omega15": {"replay_size": 16384, "omega0_first": 15.0},
 }
 
 
