@@ -7,8 +7,10 @@ import pytest
 
 import l2n_jax as l2n
 from l2n_jax import methods
-from l2n_jax.usecases import REGISTRY, acra_policies as pol, acra_qoe as qoe
-from l2n_jax.usecases import acra_traffic as tr, acra_v2
+from l2n_jax.usecases import REGISTRY, acra_v2
+from l2n_jax.usecases import acra_policies as pol
+from l2n_jax.usecases import acra_qoe as qoe
+from l2n_jax.usecases import acra_traffic as tr
 
 
 def test_registered_with_both_site_families_and_its_methods():

@@ -43,7 +43,10 @@ from l2n_jax import methods
 from l2n_jax.config import Config
 from l2n_jax.data import Scaler, Windows, WindowSet
 from l2n_jax.methods import Options, Outcome, Task
-from . import acra_policies as pol, acra_qoe as qoe, acra_traffic as tr
+
+from . import acra_policies as pol
+from . import acra_qoe as qoe
+from . import acra_traffic as tr
 from .base import UseCase, quick_config
 
 SIZES = (1, 2, 4, 6, 8, 12)
@@ -88,7 +91,7 @@ def _split(demand: np.ndarray, split: str, horizon: int) -> Windows:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(site: str) -> WindowSet:
     """The site's windows (see the module docstring), split by day of week."""
     s, horizon = parse_site(site)
@@ -100,7 +103,7 @@ def load(site: str) -> WindowSet:
     return WindowSet(train, valid, test, scaler, names, names)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _emulator(n_clients: int, horizon: int):
     # Built on first use, often while a training program is being traced: the
     # constants (q0 from the MOS curves) must be concrete, not tracers.
@@ -150,7 +153,7 @@ def describe() -> str:
             "over-booking penalty), so profit = −cost and higher profit is better.")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _policies(site: str) -> dict:
     """Per site, {policy: {split: [N, S] decisions}} and the AR forecasts, once."""
     s, horizon = parse_site(site)
@@ -174,18 +177,19 @@ def policy_method(key: str):
     """Baseline/oracle ``key`` of ``acra_policies`` as a method (same for every
     seed: the AR forecaster and the tuning are deterministic)."""
 
+    def outcome(site: str, n: int) -> Outcome:
+        pols = _policies(site)
+
+        def repeat(a):  # [N, S] -> [seeds, N, S]
+            return np.broadcast_to(a[None], (n, *a.shape))
+
+        knob = pols["knob"][key]
+        return Outcome(lambda split: repeat(pols[split][key]),
+                       lambda split: repeat(pols["forecast"][split]),
+                       None if knob is None else np.full(n, knob))
+
     def method(task: Task):
-        out = {}
-        n = len(task.seeds)
-        for site in task.sites:
-            pols = _policies(site)
-            rep = lambda a: np.broadcast_to(a[None], (n, *a.shape))  # noqa: E731
-            decide = lambda split, p=pols: rep(p[split][key])  # noqa: E731
-            forecast = lambda split, p=pols: rep(p["forecast"][split])  # noqa: E731
-            knob = pols["knob"][key]
-            out[site] = Outcome(decide, forecast,
-                                None if knob is None else np.full(n, knob))
-        return out
+        return {site: outcome(site, len(task.seeds)) for site in task.sites}
 
     return method
 
@@ -207,8 +211,8 @@ def summary_table(df: pd.DataFrame) -> str:
         as_=("accepted", "std"), n=("seed", "count"),
     ).reset_index()
     lines = [
-        "| site | method | normalised profit (mean ± std) | × v2_knapsack | accepted "
-        "clients (mean ± std) | seeds |",
+        ("| site | method | normalised profit (mean ± std) | × v2_knapsack | accepted "
+         "clients (mean ± std) | seeds |"),
         "|---|---|---|---|---|---|",
     ]
     for site, block in stats.groupby("site", sort=False):
