@@ -2,13 +2,14 @@
 
 ``REGISTRY`` maps a name to a ``usecases.base.UseCase``; the CLI and benchmarks
 read it. Importing the package registers the use cases' own methods (acra's
-knapsack family, forecast's metaloss) in ``l2n_jax.methods.REGISTRY``.
+knapsack family, acra_v2's v2_* baselines, forecast's metaloss) in
+``l2n_jax.methods.REGISTRY``.
 """
 
-from . import acra, forecast, netalloc, power, toy
+from . import acra, acra_v2, forecast, netalloc, power, toy
 from .base import UseCase, quick_config
 
-REGISTRY = {uc.name: uc for uc in (acra.USECASE, netalloc.USECASE, power.USECASE,
-                                   toy.USECASE, forecast.USECASE)}
+REGISTRY = {uc.name: uc for uc in (acra.USECASE, acra_v2.USECASE, netalloc.USECASE,
+                                   power.USECASE, toy.USECASE, forecast.USECASE)}
 
 __all__ = ["REGISTRY", "UseCase", "quick_config"]

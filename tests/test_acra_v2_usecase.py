@@ -1,0 +1,99 @@
+"""The ``acra_v2`` use case: registration, windows, metric wiring, a tiny fit."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import l2n_jax as l2n
+from l2n_jax import methods
+from l2n_jax.usecases import REGISTRY, acra_v2
+from l2n_jax.usecases import acra_policies as pol
+from l2n_jax.usecases import acra_qoe as qoe
+from l2n_jax.usecases import acra_traffic as tr
+
+
+def test_registered_with_both_site_families_and_its_methods():
+    uc = REGISTRY["acra_v2"]
+    for s in (1, 2, 4, 6, 8, 12):
+        assert f"S{s}" in uc.sites and f"S{s}c" in uc.sites
+    assert set(uc.default_sites) <= set(uc.sites)
+    v2 = {"v2_knapsack", "v2_knapsack_margin", "v2_knapsack_factors",
+          "v2_oracle_demand", "v2_oracle_qoe"}
+    assert v2 <= set(uc.methods) <= set(methods.names("acra_v2"))
+    assert {"loss2net", "bm_split"} <= set(uc.methods)
+    # v2's baselines are not offered to v1, and v1's table is unchanged.
+    assert not v2 & set(methods.names("acra"))
+    assert "v2_knapsack" not in REGISTRY["acra"].methods
+
+
+def test_sites_parse_and_unknown_site_raises():
+    assert acra_v2.parse_site("S6") == (6, 12)
+    assert acra_v2.parse_site("S12c") == (12, 72)
+    assert acra_v2.site_params("S12c").capacity == pytest.approx(0.3 * 12)
+    assert acra_v2.site_params("S4").capacity == pytest.approx(0.5 * 4)
+    for bad in ("S3", "S12x", "atlantis"):
+        with pytest.raises(ValueError, match="unknown site"):
+            acra_v2.load(bad)
+
+
+@pytest.mark.parametrize("site, s, h", [("S2", 2, 12), ("S2c", 2, 72)])
+def test_windows_shapes_and_split_days(site, s, h):
+    ws = acra_v2.load(site)
+    demand = tr.load_clients(s).demand
+    for name in ("train", "valid", "test"):
+        w = getattr(ws, name)
+        t0 = tr.period_starts(name, h)
+        n = len(t0)
+        assert w.inputs.shape == (n, s, tr.LAGS + h, 1)
+        assert w.targets.shape == (n, s) and w.ir_targets.shape == (n, s)
+        assert w.obs.shape == (n, s * h) and w.current.shape == (n, s)
+        # Every period lies in one day of this split, and obs are its demands.
+        days = {(t // tr.SLOTS_PER_DAY, (t + h - 1) // tr.SLOTS_PER_DAY) for t in t0}
+        assert all(a == b and a in tr.SPLIT_DAYS[name] for a, b in days)
+        k = n // 2
+        np.testing.assert_allclose(
+            w.obs[k].reshape(s, h), demand[:, t0[k] : t0[k] + h], rtol=1e-6)
+        np.testing.assert_allclose(w.targets[k], demand[:, t0[k] : t0[k] + h].mean(1),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(w.current[k], demand[:, t0[k] - 1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("site", ["S2", "S2c"])
+def test_metric_on_knapsack_matches_the_headroom_numbers(site):
+    s, h = acra_v2.parse_site(site)
+    p = acra_v2.site_params(site)
+    ft, yt = tr.forecasts(s, h)["test"]
+    decisions = pol.knapsack_policy(ft, p)
+    reference = qoe.evaluate(decisions, yt, p)["normalised_profit"]  # as the benchmark
+    task = methods.Task(config=acra_v2.get_config(quick=True),
+                        sites={site: acra_v2.load(site)}, metric=acra_v2.make_metric(),
+                        seeds=(0, 1), options=acra_v2.options())
+    out = methods.REGISTRY["v2_knapsack"].fn(task)[site]
+    got = out.decide("test")
+    assert got.shape == (2, len(yt), s)
+    np.testing.assert_array_equal(got[0], decisions)
+    cost = jax.jit(jax.vmap(acra_v2.make_metric()))(jnp.asarray(got[0]),
+                                                    jnp.asarray(task.sites[site].test.obs))
+    assert -float(cost.mean()) == pytest.approx(reference, rel=1e-5)
+    rows = methods.rows(task, {site: out}, "v2_knapsack")
+    assert rows["profit"].to_numpy() == pytest.approx(reference, rel=1e-5)
+    assert (rows["accepted"] <= s).all()
+
+
+def test_headroom_default_s2_row():
+    """The committed head-room table (BUILD_NOTES §20d, S = 2): (a) 0.2356."""
+    site = "S2"
+    task = methods.Task(config=acra_v2.get_config(quick=True),
+                        sites={site: acra_v2.load(site)}, metric=acra_v2.make_metric(),
+                        seeds=(0,), options=acra_v2.options())
+    rows = methods.rows(task, methods.REGISTRY["v2_knapsack"].fn(task), "v2_knapsack")
+    assert float(rows["profit"].iloc[0]) == pytest.approx(0.2356, abs=1e-4)
+
+
+def test_tiny_fit_runs_and_gives_finite_costs():
+    ws = acra_v2.load("S2")
+    config = acra_v2.get_config(quick=True).replace(epochs=2, pretrain_epochs=1)
+    fit = l2n.fit(config, ws.train, acra_v2.make_metric(), seeds=(0,), valid=ws.valid,
+                  verbose=False)
+    assert np.isfinite(fit.history["cost"].to_numpy()).all()

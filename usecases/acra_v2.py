@@ -1,0 +1,243 @@
+"""``acra_v2``: joint admission + resource allocation with real traffic clients.
+
+Issue 19, v2 of ``acra`` (v1 = ``usecases/acra.py``, PJM clients, untouched). For S
+clients sharing a capacity C, one decision per period of H five-minute slots: the
+rate reserved for each client for the whole period (0 rejects it). Clients are
+calendar weeks of real 5-minute traffic (``acra_traffic``); the hidden cost is the
+QoE emulator of ``acra_qoe`` (VoIP / video / web / bulk classes, contract, churn,
+opex, over-booking penalty), cost = -normalised profit.
+
+Sites (BUILD_NOTES.md §20):
+
+* ``S1 S2 S4 S6 S8 S12``: the default, realistic setting (H = 12 = 1 h ahead,
+  C = 0.5 S), where §20 found the per-client-factor baseline (c) within ~3% of the
+  oracle (e) for S >= 4 (a control: little head-room).
+* ``S1c .. S12c``: the contended setting (H = 72 = 6 h reserved ahead, C = 0.3 S),
+  where (e)/(c) = 1.10-1.12 at S = 6, 12 (the test setting §20f suggests).
+
+One metric serves every site: S is read from the decision's static shape and H
+from the obs' (S * H); C follows from H (``CAPACITY_FRACTION``), so the two
+families must keep distinct horizons.
+
+Windows (per period, split by day of week as ``acra_traffic``: train Tue/Thu/Sat,
+valid Fri, test Wed/Sun): inputs [N, S, 24 + H, 1] = each client's last 24 slots
+and the same H slots a day earlier (the AR forecaster's inputs); targets [N, S] =
+each client's period-mean demand (what an allocation is sized on); obs [N, S * H]
+= the period's per-slot demands (client-major, as the emulator reshapes them).
+Values are in units of each client's training-split peak, so inputs reaching
+into Monday or the previous day may exceed 1 (nothing is clipped).
+
+Methods (closed-form ones repeat over seeds, as v1's oracle does): ``loss2net``,
+``bm_split`` and the baselines of ``acra_policies`` on the per-client AR forecasts:
+``v2_knapsack`` (a), ``v2_knapsack_margin`` (b), ``v2_knapsack_factors`` (c),
+``v2_oracle_demand`` (d), ``v2_oracle_qoe`` (e).
+"""
+
+import functools
+
+import jax
+import numpy as np
+import pandas as pd
+
+from l2n_jax import methods
+from l2n_jax.config import Config
+from l2n_jax.data import Scaler, Windows, WindowSet
+from l2n_jax.methods import Options, Outcome, Task
+
+from . import acra_policies as pol
+from . import acra_qoe as qoe
+from . import acra_traffic as tr
+from .base import UseCase, quick_config
+
+SIZES = (1, 2, 4, 6, 8, 12)
+# Family suffix -> horizon H (slots); C = CAPACITY_FRACTION[H] * S.
+FAMILIES = {"": 12, "c": 72}
+CAPACITY_FRACTION = {12: qoe.CAPACITY_FRACTION, 72: 0.3}
+SITES = tuple(f"S{s}{suffix}" for suffix in FAMILIES for s in SIZES)
+DEFAULT_SITES = ("S4", "S12c")
+
+
+def parse_site(site: str) -> tuple[int, int]:
+    """``'S6c'`` -> (S = 6, H = 72); ValueError naming the sites otherwise."""
+    if site not in SITES:
+        raise ValueError(f"acra_v2: unknown site {site!r}; sites are {list(SITES)}")
+    suffix = "c" if site.endswith("c") else ""
+    return int(site[1:len(site) - len(suffix)]), FAMILIES[suffix]
+
+
+def emulator_params(n_clients: int, horizon: int) -> qoe.Params:
+    """The emulator's parameters for S clients at horizon H (C from H)."""
+    if horizon not in CAPACITY_FRACTION:
+        raise ValueError(f"acra_v2: horizon must be one of {list(CAPACITY_FRACTION)}, "
+                         f"got {horizon}")
+    return qoe.params(n_clients, horizon,
+                      capacity=CAPACITY_FRACTION[horizon] * n_clients)
+
+
+def site_params(site: str) -> qoe.Params:
+    return emulator_params(*parse_site(site))
+
+
+def _split(demand: np.ndarray, split: str, horizon: int) -> Windows:
+    x, y = tr.windows(demand, split, horizon)  # [N, S, LAGS + H], [N, S, H]
+    n = len(y)
+    targets = y.mean(-1).astype(np.float32)
+    return Windows(
+        inputs=x[..., None].astype(np.float32),
+        targets=targets,
+        obs=y.reshape(n, -1).astype(np.float32),
+        ir_targets=targets,  # IR pre-training forecasts each client's period mean
+        current=x[:, :, tr.LAGS - 1].astype(np.float32),  # last observed slot
+    )
+
+
+@functools.cache
+def load(site: str) -> WindowSet:
+    """The site's windows (see the module docstring), split by day of week."""
+    s, horizon = parse_site(site)
+    c = tr.load_clients(s)
+    names = tuple(f"{f}_{t:%Y%m%d}" for f, t in zip(c.families, c.starts))
+    # Already scaled by each client's training peak: an identity scaler.
+    scaler = Scaler(names, np.zeros(s), np.ones(s))
+    train, valid, test = (_split(c.demand, k, horizon) for k in ("train", "valid", "test"))
+    return WindowSet(train, valid, test, scaler, names, names)
+
+
+@functools.cache
+def _emulator(n_clients: int, horizon: int):
+    # Built on first use, often while a training program is being traced: the
+    # constants (q0 from the MOS curves) must be concrete, not tracers.
+    with jax.ensure_compile_time_eval():
+        p = emulator_params(n_clients, horizon)
+    return lambda decision, obs: -qoe.profit_breakdown(decision, obs, p)[
+        "normalised_profit"]
+
+
+def make_metric():
+    """The emulator's cost; S and H are read from the (static) shapes."""
+
+    def acra_v2_cost(decision, obs):
+        s = decision.shape[-1]
+        return _emulator(s, obs.shape[-1] // s)(decision, obs)
+
+    return acra_v2_cost
+
+
+def get_config(quick: bool = False) -> Config:
+    """acra v1's config (fast MLP IRs, the paper's assembler, its use-case-II
+    shaper, lr_max 3e-4 tuned on v1's S4); not re-tuned for v2 yet."""
+    if quick:
+        return quick_config()
+    return Config(
+        epochs=14, pretrain_epochs=4, batch_size=256, ir_mlp=(64, 64),
+        assembler=(256, 256, 128, 64), shaper_hidden=(256, 256, 256, 256, 128),
+        lr_max=3e-4, replay_size=4096, log_every=2,
+    )
+
+
+def _columns(rows: pd.DataFrame, decisions, ws: WindowSet) -> dict:
+    """Profit (= -cost) and the mean number of admitted clients per period."""
+    accepted = (np.asarray(decisions) > qoe.ACCEPT_EPS).sum(-1)
+    return {"profit": -rows["cost"], "accepted": accepted.mean(axis=1)}
+
+
+def options() -> Options:
+    return Options(columns=_columns)
+
+
+def describe() -> str:
+    return ("Every period of H five-minute slots (1 h; 6 h in the contended sites "
+            "'...c'), reserve a rate for each of S traffic clients sharing a capacity C "
+            "(0 rejects a client). Cost: minus the normalised profit a hidden QoE "
+            "emulator reports (class-dependent QoE cuts, churn, opex, fixed cost, "
+            "over-booking penalty), so profit = −cost and higher profit is better.")
+
+
+@functools.cache
+def _policies(site: str) -> dict:
+    """Per site, {policy: {split: [N, S] decisions}} and the AR forecasts, once."""
+    s, horizon = parse_site(site)
+    p = emulator_params(s, horizon)
+    fc = tr.forecasts(s, horizon)
+    common, per = pol.tune_factors(*fc["valid"], p)
+    out = {"forecast": {k: f.mean(-1).astype(np.float32) for k, (f, _) in fc.items()},
+           "knob": {"a": None, "b": common, "c": float(np.mean(per)), "d": None,
+                    "e": None}}
+    for split in ("valid", "test"):
+        f, y = fc[split]
+        out[split] = {
+            "a": pol.knapsack_policy(f, p), "b": pol.knapsack_policy(f, p, common),
+            "c": pol.knapsack_policy(f, p, per), "d": pol.knapsack_policy(y, p),
+            "e": pol.grid_oracle(y, p),
+        }
+    return out
+
+
+def policy_method(key: str):
+    """Baseline/oracle ``key`` of ``acra_policies`` as a method (same for every
+    seed: the AR forecaster and the tuning are deterministic)."""
+
+    def outcome(site: str, n: int) -> Outcome:
+        pols = _policies(site)
+
+        def repeat(a):  # [N, S] -> [seeds, N, S]
+            return np.broadcast_to(a[None], (n, *a.shape))
+
+        knob = pols["knob"][key]
+        return Outcome(lambda split: repeat(pols[split][key]),
+                       lambda split: repeat(pols["forecast"][split]),
+                       None if knob is None else np.full(n, knob))
+
+    def method(task: Task):
+        return {site: outcome(site, len(task.seeds)) for site in task.sites}
+
+    return method
+
+
+for _name, _key, _doc in (
+    ("v2_knapsack", "a", "(a) AR forecasts + 0/1 knapsack of eq. (4)"),
+    ("v2_knapsack_margin", "b", "(b) (a) with one allocation factor tuned on valid"),
+    ("v2_knapsack_factors", "c", "(c) (a) with per-client factors tuned on valid"),
+    ("v2_oracle_demand", "d", "(d) the knapsack on the true demands"),
+    ("v2_oracle_qoe", "e", "(e) true demands + hidden QoE: exact grid knapsack"),
+):
+    methods.register(_name, policy_method(_key), usecases=("acra_v2",), doc=_doc)
+
+
+def summary_table(df: pd.DataFrame) -> str:
+    """Profit and accepted clients per site, with x v2_knapsack (as v1's table)."""
+    stats = df.groupby(["site", "method"], sort=False).agg(
+        p=("profit", "mean"), ps=("profit", "std"), a=("accepted", "mean"),
+        as_=("accepted", "std"), n=("seed", "count"),
+    ).reset_index()
+    lines = [
+        ("| site | method | normalised profit (mean ± std) | × v2_knapsack | accepted "
+         "clients (mean ± std) | seeds |"),
+        "|---|---|---|---|---|---|",
+    ]
+    for site, block in stats.groupby("site", sort=False):
+        ref = block.loc[block["method"] == "v2_knapsack", "p"]
+        ref = float(ref.iloc[0]) if len(ref) else float("nan")
+        for _, r in block.iterrows():
+            ps = 0.0 if np.isnan(r.ps) else r.ps
+            as_ = 0.0 if np.isnan(r.as_) else r.as_
+            lines.append(f"| {site} | {r.method} | {r.p:.4f} ± {ps:.4f} | "
+                         f"{r.p / ref:.3f} | {r.a:.2f} ± {as_:.2f} | {r.n} |")
+    return "\n".join(lines) + "\n"
+
+
+METHODS = ("loss2net", "bm_split", "v2_knapsack", "v2_knapsack_margin",
+           "v2_knapsack_factors", "v2_oracle_demand", "v2_oracle_qoe")
+
+USECASE = UseCase(
+    name="acra_v2",
+    sites=SITES,
+    load=load,
+    make_metric=make_metric,
+    get_config=get_config,
+    methods=METHODS,
+    options=options,
+    default_sites=DEFAULT_SITES,
+    describe=describe,
+    summary=summary_table,
+)
