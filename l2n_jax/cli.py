@@ -35,7 +35,7 @@ from absl import app, flags, logging
 
 import l2n_jax
 from l2n_jax import (
-    cli_distributed,
+    cli_process,
     compiles,
     distributed,
     progress,
@@ -186,7 +186,7 @@ def _app_main(argv):
     except jax.errors.JaxRuntimeError as e:
         if not distributed.multi():
             raise
-        cli_distributed.exit_failed(e)
+        cli_process.exit_failed(e)
     except KeyboardInterrupt as e:
         # Ctrl-C: one line, the checkpoints stay, 130 as shells report SIGINT.
         text = str(e) if isinstance(e, Interrupted) else "interrupted"
@@ -243,37 +243,13 @@ def _selection():
     return uc, chosen, sites
 
 
-def _quick_compiles():
-    """--quick is a smoke run: compile fast (XLA's backend optimisations off, as the
-    test suite does) rather than run fast. Must precede JAX's first compilation."""
-    flag = "--xla_backend_optimization_level=0"
-    if flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
-
-
-def _compilation_cache(path):
-    """JAX's persistent cache for every program, however fast it compiles (JAX's
-    default keeps only those of 1 s and more; ours are mostly under a second)."""
-    if not path:
-        return
-    path = os.path.expanduser(path)
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise app.UsageError(f"--compilation_cache={path} is not writable: {e.strerror}") \
-            from None
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
 def _main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if _QUICK.value:
-        _quick_compiles()
-    cli_distributed.join()
-    _compilation_cache(_CACHE.value)
+        cli_process.quick_compiles()
+    cli_process.join()
+    cli_process.compilation_cache(_CACHE.value)
     _import_plugins(_PLUGINS.value)
     uc, chosen, sites = _selection()
     params = _metric_params(uc.name)
@@ -388,7 +364,7 @@ def main():
     """Console-script entry point (``l2n_train``)."""
     # --help lists the main module's key flags; under a console script the main
     # module is the wrapper, so register this module's flags for it.
-    for module in (__name__, cli_distributed.__name__):
+    for module in (__name__, cli_process.__name__):
         for flag in flags.FLAGS.get_flags_for_module(module):
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     # absl prints the main module's docstring above the flags.

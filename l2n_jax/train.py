@@ -138,6 +138,46 @@ def _shaper_losses(config: Config, shaper, seen_dim: int):
             variants.shaped_loss(shaper.apply, features))
 
 
+def _cost_validator(predictor, metric_b, m: int) -> Callable:
+    """``validate(state, valid) -> (criterion, logged)``: the true mean cost of the
+    predictor's decisions on the validation split, which also selects the epoch."""
+
+    def validate(state, valid: Split):
+        pred = nets.predict(predictor, state.params["predictor"], valid.windows.inputs, m)
+        cost_value = _valid_mean(valid, metric_b(pred, valid.windows.obs))
+        return cost_value, {"valid_cost": cost_value}
+
+    return validate
+
+
+def _loss2net_init(config: Config, predictor, shaper, shaper_tx, memory, cost,
+                   hyper: bool) -> Callable:
+    """Loss2Net's ``init(key, start_params) -> TrainState``: fresh networks (or the
+    given start shaper), optimiser states, an empty replay and metric state, and
+    the run's grid values (``hyper``)."""
+
+    def init(key, start_params=None):
+        start_params = start_params or {}
+        key_p, key_s = jax.random.split(jax.random.fold_in(key, engine.INIT))
+        s, values = start_params.get("shaper"), start_params.get("hyper", ())
+        if values and not hyper:
+            raise ValueError("this Loss2Net program was built without hyper=True: it "
+                             "would ignore the run's values")
+        grids.check_fields(values)
+        params = {"predictor": predictor.init(key_p),
+                  "shaper": shaper.init(key_s) if s is None else s}
+        # The optimiser states' structure does not depend on the schedule.
+        p_tx = variants.predictor_optimizer(schedules.constant(0.0),
+                                            config.shaper_warmup_epochs, 1,
+                                            config.alternate_steps)
+        opt_state = {"predictor": p_tx.init(params["predictor"]),
+                     "shaper": shaper_tx.init(params["shaper"])}
+        return engine.new_state(params, opt_state, memory.init(), cost.init(),
+                                hyper=values)
+
+    return init
+
+
 def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
                      hyper: bool = False):
     """Loss2Net: the predictor learns through a shaper fitted to reported costs.
@@ -172,24 +212,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
     def layout(train):
         return batching.for_split(config.batch_size, train, lanes)
 
-    def init(key, start_params=None):
-        start_params = start_params or {}
-        key_p, key_s = jax.random.split(jax.random.fold_in(key, engine.INIT))
-        s, values = start_params.get("shaper"), start_params.get("hyper", ())
-        if values and not hyper:
-            raise ValueError("this Loss2Net program was built without hyper=True: it "
-                             "would ignore the run's values")
-        grids.check_fields(values)
-        params = {"predictor": predictor.init(key_p),
-                  "shaper": shaper.init(key_s) if s is None else s}
-        # The optimiser states' structure does not depend on the schedule.
-        p_tx = variants.predictor_optimizer(schedules.constant(0.0),
-                                            config.shaper_warmup_epochs, 1,
-                                            config.alternate_steps)
-        opt_state = {"predictor": p_tx.init(params["predictor"]),
-                     "shaper": shaper_tx.init(params["shaper"])}
-        return engine.new_state(params, opt_state, memory.init(), cost.init(),
-                                hyper=values)
+    init = _loss2net_init(config, predictor, shaper, shaper_tx, memory, cost, hyper)
 
     def step(train: Split):
         # What depends on the data: the schedules' run length (a padded site's
@@ -223,11 +246,6 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
         return engine.skip_nonfinite(co_update,
                                      watch=("cost", "shaper_loss", "predictor_loss"))
 
-    def validate(state, valid: Split):
-        pred = nets.predict(predictor, state.params["predictor"], valid.windows.inputs, m)
-        cost_value = _valid_mean(valid, metric_b(pred, valid.windows.obs))
-        return cost_value, {"valid_cost": cost_value}
-
     return engine.Trainer(
         n_epochs=n_epochs,
         steps_per_epoch=n_steps,
@@ -236,7 +254,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
         pretrain=mse_pretrain(config, predictor) if config.pretrain_epochs else _no_pretrain,
         layout=layout,
         step=step,
-        validate=validate,
+        validate=_cost_validator(predictor, metric_b, m),
         epoch_start=lambda state: state.replace(metric_state=cost.init()),
         pretrain_epochs=config.pretrain_epochs,
     )

@@ -187,26 +187,27 @@ methods.register("oracle", oracle, usecases=("acra",),
                  doc="the exact knapsack on the true demands")
 
 
-def summary_table(df: pd.DataFrame) -> str:
-    """Paper Table 2: profit and accepted clients per S, with x knapsack."""
+def summary_table(df: pd.DataFrame, reference: str = "knapsack",
+                  site_label: str = "clients", ratio_digits: int = 2) -> str:
+    """Paper Table 2: profit and accepted clients per S, with x ``reference``."""
     stats = df.groupby(["site", "method"], sort=False).agg(
         p=("profit", "mean"), ps=("profit", "std"), a=("accepted", "mean"),
         as_=("accepted", "std"), n=("seed", "count"),
     ).reset_index()
     lines = [
-        "| clients | method | normalised profit (mean ± std) | × knapsack | accepted "
-        "clients (mean ± std) | seeds |",
+        f"| {site_label} | method | normalised profit (mean ± std) | × {reference} | "
+        "accepted clients (mean ± std) | seeds |",
         "|---|---|---|---|---|---|",
     ]
     for site, block in stats.groupby("site", sort=False):
-        ref = block.loc[block["method"] == "knapsack", "p"]
+        ref = block.loc[block["method"] == reference, "p"]
         ref = float(ref.iloc[0]) if len(ref) else float("nan")
         for _, r in block.iterrows():
             ps = 0.0 if np.isnan(r.ps) else r.ps
             as_ = 0.0 if np.isnan(r.as_) else r.as_
             lines.append(
-                f"| {site} | {r.method} | {r.p:.4f} ± {ps:.4f} | {r.p / ref:.2f} | "
-                f"{r.a:.2f} ± {as_:.2f} | {r.n} |"
+                f"| {site} | {r.method} | {r.p:.4f} ± {ps:.4f} | "
+                f"{r.p / ref:.{ratio_digits}f} | {r.a:.2f} ± {as_:.2f} | {r.n} |"
             )
     return "\n".join(lines) + "\n"
 

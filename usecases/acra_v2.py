@@ -44,6 +44,7 @@ from l2n_jax.config import Config
 from l2n_jax.data import Scaler, Windows, WindowSet
 from l2n_jax.methods import Options, Outcome, Task
 
+from . import acra
 from . import acra_policies as pol
 from . import acra_qoe as qoe
 from . import acra_traffic as tr
@@ -208,26 +209,9 @@ for _name, _key, _doc in (
     methods.register(_name, policy_method(_key), usecases=("acra_v2",), doc=_doc)
 
 
-def summary_table(df: pd.DataFrame) -> str:
-    """Profit and accepted clients per site, with x v2_knapsack (as v1's table)."""
-    stats = df.groupby(["site", "method"], sort=False).agg(
-        p=("profit", "mean"), ps=("profit", "std"), a=("accepted", "mean"),
-        as_=("accepted", "std"), n=("seed", "count"),
-    ).reset_index()
-    lines = [
-        ("| site | method | normalised profit (mean ± std) | × v2_knapsack | accepted "
-         "clients (mean ± std) | seeds |"),
-        "|---|---|---|---|---|---|",
-    ]
-    for site, block in stats.groupby("site", sort=False):
-        ref = block.loc[block["method"] == "v2_knapsack", "p"]
-        ref = float(ref.iloc[0]) if len(ref) else float("nan")
-        for _, r in block.iterrows():
-            ps = 0.0 if np.isnan(r.ps) else r.ps
-            as_ = 0.0 if np.isnan(r.as_) else r.as_
-            lines.append(f"| {site} | {r.method} | {r.p:.4f} ± {ps:.4f} | "
-                         f"{r.p / ref:.3f} | {r.a:.2f} ± {as_:.2f} | {r.n} |")
-    return "\n".join(lines) + "\n"
+# Profit and accepted clients per site, with x v2_knapsack (v1's table).
+summary_table = functools.partial(acra.summary_table, reference="v2_knapsack",
+                                  site_label="site", ratio_digits=3)
 
 
 METHODS = ("loss2net", "bm_split", "v2_knapsack", "v2_knapsack_margin",

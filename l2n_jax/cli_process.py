@@ -1,6 +1,8 @@
-"""``l2n_train``'s multi-process flags: ``--distributed`` joins JAX's multi-controller
-runtime (``l2n_jax.distributed``) before anything else touches JAX, and a run whose
-peer died ends with one line and exit status 3 instead of JAX's abort.
+"""What ``l2n_train``'s process is, set before anything else touches JAX: how it
+compiles (``--quick``: fast compilation; the persistent compilation cache), and
+whether it is one process of many (``--distributed`` joins JAX's multi-controller
+runtime, ``l2n_jax.distributed``; a run whose peer died ends with one line and exit
+status 3 instead of JAX's abort).
 """
 
 import os
@@ -32,6 +34,30 @@ _PROCESS_ID = flags.DEFINE_integer(
 _HEARTBEAT = flags.DEFINE_integer(
     "heartbeat_timeout", 100, "--distributed: seconds after which a silent process is "
     "declared dead and the others stop with an error (rerun to resume).", lower_bound=1)
+
+
+def quick_compiles() -> None:
+    """--quick is a smoke run: compile fast (XLA's backend optimisations off, as the
+    test suite does) rather than run fast. Must precede JAX's first compilation."""
+    flag = "--xla_backend_optimization_level=0"
+    if flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
+
+
+def compilation_cache(path: str) -> None:
+    """JAX's persistent cache for every program, however fast it compiles (JAX's
+    default keeps only those of 1 s and more; ours are mostly under a second)."""
+    if not path:
+        return
+    path = os.path.expanduser(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise app.UsageError(f"--compilation_cache={path} is not writable: {e.strerror}") \
+            from None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def join() -> None:
