@@ -18,6 +18,7 @@ _NOISE_SCHEDULES = ("exp", "fixed", "none")
 _SHAPER_INPUTS = ("decision", "error")
 _SHAPER_SINS = ("poly", "xla")
 _SEED_BATCHINGS = ("vmap", "map")
+_DECISION_HEADS = ("amount", "admit_st", "admit_diff")
 
 
 # What ``Config.literal()`` sets: every measure l2n_jax adds to the paper, off.
@@ -115,6 +116,14 @@ class Config:
         after another in the same compiled loop, each bitwise as it trains alone;
         faster on a CPU that one seed already keeps busy, BUILD_NOTES §10; falls
         back to 'vmap' when seeds are split over several devices).
+      decision_head: how the predictor's outputs become decisions
+        (``l2n_jax.heads``): 'amount' (the paper's: the outputs are the decisions),
+        or, for admission control, an amount and an admission probability per
+        decision (0 = rejected), explored as a Bernoulli draw and trained by
+        straight-through ('admit_st') or by the shaper's admit-minus-reject
+        difference ('admit_diff'). Issue 19.
+      admit_floor: an admit head's exploration: admission is drawn with probability
+        clipped to [admit_floor, 1 - admit_floor], so the shaper keeps seeing both.
     """
 
     epochs: int = 60
@@ -155,6 +164,8 @@ class Config:
     log_every: int = 10
     checkpoint_every: int = 0
     seed_batching: str = "vmap"
+    decision_head: str = "amount"
+    admit_floor: float = 0.05
 
     def __post_init__(self):
         validate(self)
@@ -241,10 +252,18 @@ def validate(config: Config) -> None:
     _choice(config, "shaper_input", _SHAPER_INPUTS)
     _choice(config, "shaper_sin", _SHAPER_SINS)
     _choice(config, "seed_batching", _SEED_BATCHINGS)
+    _choice(config, "decision_head", _DECISION_HEADS)
     for name in ("omega0_first", "omega0", "lr_min", "lr_max", "shaper_lr", "pretrain_lr"):
         _positive_float(config, name)
     for name in ("noise_start", "noise_end", "range_penalty", "cost_to_go"):
         _positive_float(config, name, allow_zero=True)
+    _positive_float(config, "admit_floor", allow_zero=True)
+    if config.admit_floor >= 0.5:
+        raise ValueError(f"Config.admit_floor must be < 0.5, got {config.admit_floor}")
+    if config.decision_head != "amount" and config.tune_offset:
+        raise ValueError("Config.tune_offset adds an offset to every decision, which "
+                         "would admit the rejected ones of decision_head="
+                         f"{config.decision_head!r}")
     if config.cost_to_go >= 1.0:
         raise ValueError(f"Config.cost_to_go must be < 1, got {config.cost_to_go}")
     if config.lr_min > config.lr_max:

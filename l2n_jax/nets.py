@@ -35,17 +35,24 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from l2n_jax import fastmath, lstm
+from l2n_jax import fastmath, heads, lstm
 from l2n_jax.config import Config
+from l2n_jax.heads import ADMIT_LOGIT0
 
 PyTree = Any
 
 
 class Network(NamedTuple):
-    """A network as two pure functions: ``init(key) -> params``, ``apply(params, *x)``."""
+    """A network as two pure functions: ``init(key) -> params``, ``apply(params, *x)``.
+
+    A predictor also has ``raw(params, inputs, eps) -> (raw outputs, forecasts)``, what
+    its decision head (``l2n_jax.heads``) makes decisions of; ``apply`` returns the
+    head's evaluation decisions.
+    """
 
     init: Callable[[jax.Array], PyTree]
     apply: Callable[..., Any]
+    raw: Callable[..., Any] | None = None
 
 
 def _ir_head(x, h, skip):
@@ -113,6 +120,7 @@ class _Predictor(nn.Module):
     feed_eps: bool
     skip: bool
     split: bool = False
+    admit: bool = False  # an admission logit per decision after the amounts
 
     @nn.compact
     def __call__(self, inputs, eps):  # inputs: [B, S, L, F]; eps: [B, m]
@@ -139,21 +147,40 @@ class _Predictor(nn.Module):
             )(self.ir_hidden, self.skip, name="irs")
             features, forecasts = irs(inputs)  # [B, S, H], [B, S]
         if self.split:  # bm-split: each IR decides for its own series, no mixing
+            if self.admit:  # ... and admits it from its own features
+                kernel = self.param("admit_kernel", nn.initializers.zeros,
+                                    features.shape[1:])
+                bias = self.param("admit_bias", nn.initializers.constant(ADMIT_LOGIT0),
+                                  features.shape[1:2])
+                logits = jnp.einsum("bsh,sh->bs", features, kernel) + bias
+                return jnp.concatenate([forecasts, logits], -1), forecasts
             return forecasts, forecasts
         parts = [features.reshape(features.shape[0], -1), forecasts]
         if self.feed_eps:
             parts.append(eps)
         h = jnp.concatenate(parts, axis=-1)
-        return _assemble(h, forecasts, self.assembler, self.decision_dim, self.skip), forecasts
+        out = _assemble(h, forecasts, self.assembler, self.decision_dim, self.skip,
+                        self.admit)
+        return out, forecasts
 
 
-def _assemble(h, forecasts, hidden, decision_dim, skip):
-    """The assembler MLP on ``h`` and its output layer: [B, *] -> decisions [B, m].
+def _assemble(h, forecasts, hidden, decision_dim, skip, admit=False):
+    """The assembler MLP on ``h`` and its output layer: [B, *] -> decisions [B, m]
+    (with ``admit``, [B, 2m]: the amounts, then an admission logit per decision).
 
     Called inside a predictor's compact ``__call__``: its layers are the caller's.
     """
     for width in hidden:
         h = nn.relu(nn.Dense(width)(h))
+    amounts = _amounts(h, forecasts, decision_dim, skip)
+    if not admit:
+        return amounts
+    logits = nn.Dense(decision_dim, kernel_init=nn.initializers.zeros,
+                      bias_init=nn.initializers.constant(ADMIT_LOGIT0), name="admit")(h)
+    return jnp.concatenate([amounts, logits], -1)
+
+
+def _amounts(h, forecasts, decision_dim, skip):
     if not skip:
         return nn.Dense(decision_dim)(h)
     # A linear path from the IR forecasts to the decisions, beside the ReLU
@@ -185,6 +212,7 @@ class _Monolithic(nn.Module):
     decision_dim: int
     feed_eps: bool
     skip: bool
+    admit: bool = False
 
     @nn.compact
     def __call__(self, inputs, eps):  # inputs: [B, S, L, F]; eps: [B, m]
@@ -195,7 +223,8 @@ class _Monolithic(nn.Module):
         last = inputs[:, :, -1, 0]  # [B, S]
         parts = [h, eps] if self.feed_eps else [h]
         h = jnp.concatenate(parts, axis=-1)
-        return _assemble(h, last, self.assembler, self.decision_dim, self.skip), last
+        out = _assemble(h, last, self.assembler, self.decision_dim, self.skip, self.admit)
+        return out, last
 
 
 class _SirenLayer(nn.Module):
@@ -264,10 +293,12 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
       (decisions [B,m], ir_forecasts [B,S])``.
     """
     ir_hidden = config.ir_mlp if config.ir_kind == "mlp" else config.predictor_lstm
+    head = heads.make_head(config)
+    admit = head.name != "amount"
     if config.predictor_kind == "monolithic":
         module = _Monolithic(config.ir_kind, ir_hidden, config.assembler, decision_dim,
-                             config.feed_eps, config.forecast_skip)
-        return _network(module, input_shape, decision_dim)
+                             config.feed_eps, config.forecast_skip, admit)
+        return _network(module, input_shape, decision_dim, head)
     if config.split_irs and input_shape[0] != decision_dim:
         raise ValueError(
             f"Config.split_irs needs one input series per decision, got {input_shape[0]} "
@@ -281,21 +312,26 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
         config.feed_eps,
         config.forecast_skip,
         config.split_irs,
+        admit,
     )
-    return _network(module, input_shape, decision_dim)
+    return _network(module, input_shape, decision_dim, head)
 
 
-def _network(module, input_shape, decision_dim) -> Network:
+def _network(module, input_shape, decision_dim, head=heads.AMOUNT) -> Network:
     example_x = jnp.zeros((1, *input_shape), jnp.float32)
     example_eps = jnp.zeros((1, decision_dim), jnp.float32)
 
     def init(key):
         return module.init(key, example_x, example_eps)["params"]
 
-    def apply(params, inputs, eps):
+    def raw(params, inputs, eps):
         return module.apply({"params": params}, inputs, eps)
 
-    return Network(init, apply)
+    def apply(params, inputs, eps):
+        out, forecasts = raw(params, inputs, eps)
+        return head.decide(out), forecasts
+
+    return Network(init, apply, raw)
 
 
 def make_shaper(config: Config, input_dim: int, decision_dim: int | None = None) -> Network:

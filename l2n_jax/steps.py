@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from l2n_jax.heads import AMOUNT, Head
 from l2n_jax.metrics import CostModel
 from l2n_jax.variants import Memory
 
@@ -19,7 +20,7 @@ from l2n_jax.variants import Memory
 class Loss2NetParts(NamedTuple):
     """What ``loss2net_step`` is made of (``l2n_jax.train.loss2net_trainer``)."""
 
-    predict: Callable  # (params, inputs, eps) -> decisions [B, m]
+    predict: Callable  # (params, inputs, eps) -> the predictor's raw outputs [B, w]
     cost: CostModel  # the system: report(state, decisions, obs) -> (costs, v, state)
     noise: Callable  # step -> exploration noise std
     lr: Callable  # step -> the predictor's learning rate (logged)
@@ -29,6 +30,7 @@ class Loss2NetParts(NamedTuple):
     decision_loss: Callable  # (decisions, shaper, seen, eps) -> the predictor's loss
     shaper_tx: optax.GradientTransformation
     predictor_tx: optax.GradientTransformation
+    head: Head = AMOUNT  # raw outputs -> decisions (l2n_jax.heads; the paper's: identity)
 
 
 def loss2net_step(parts: Loss2NetParts, key, state, batch):
@@ -38,8 +40,8 @@ def loss2net_step(parts: Loss2NetParts, key, state, batch):
     # 1. Explore: noisy decisions; the predictor sees the noise as an input.
     sigma = parts.noise(state.step)
     eps = sigma * jax.random.normal(key_noise, batch.targets.shape)
-    y_hat, pullback = jax.vjp(lambda p: parts.predict(p, batch.inputs, eps), predictor)
-    decisions = jax.lax.stop_gradient(y_hat) + eps
+    raw, pullback = jax.vjp(lambda p: parts.predict(p, batch.inputs, eps), predictor)
+    decisions = parts.head.explore(key, raw, eps)
     # 2. Decide: the system reports each decision's cost (a black box) and its v.
     costs, v, metric_state = parts.cost.report(state.metric_state, decisions, batch.obs)
     costs, v = jax.lax.stop_gradient((costs, v))
@@ -51,8 +53,9 @@ def loss2net_step(parts: Loss2NetParts, key, state, batch):
     s_updates, s_opt = parts.shaper_tx.update(s_grad, state.opt_state["shaper"], shaper)
     shaper = optax.apply_updates(shaper, s_updates)
     # 4. Step the predictor down the *updated* shaper's surface.
-    p_loss, d_grad = jax.value_and_grad(parts.decision_loss)(decisions, shaper, seen, eps)
-    (p_grad,) = pullback(d_grad)
+    p_loss, r_grad = jax.value_and_grad(
+        lambda r: parts.head.loss(parts.decision_loss, key, r, eps, shaper, seen))(raw)
+    (p_grad,) = pullback(r_grad)
     p_updates, p_opt = parts.predictor_tx.update(
         p_grad, state.opt_state["predictor"], predictor
     )
@@ -69,10 +72,11 @@ def loss2net_step(parts: Loss2NetParts, key, state, batch):
         "cost": jnp.mean(costs),
         "shaper_loss": s_loss,
         "predictor_loss": p_loss,
-        "mean_error": jnp.mean(y_hat - batch.targets),
+        "mean_error": jnp.mean(parts.head.amount(raw) - batch.targets),
         "noise_std": sigma,
         "lr": parts.lr(state.step),
         **parts.cost.summary(v),
+        **parts.head.summary(raw),
     }
     return new_state, metrics
 

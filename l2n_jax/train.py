@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from l2n_jax import batching, engine, grids, nets, schedules, steps, variants
+from l2n_jax import batching, engine, grids, heads, nets, schedules, steps, variants
 from l2n_jax.config import Config
 from l2n_jax.data import Split, Windows
 from l2n_jax.metrics import StatefulMetric, batch_metric, cost_model, v_dim
@@ -77,6 +77,7 @@ def mse_pretrain(config: Config, predictor) -> Callable:
     """MSE pre-training of the IRs (their own next values) and the assembler (the
     targets) for ``config.pretrain_epochs`` shuffled epochs (paper remark 4)."""
     tx = optax.adam(config.pretrain_lr)
+    head = heads.make_head(config)
 
     def pretrain(key, state, train: Split):
         layout = batching.for_split(config.batch_size, train)
@@ -89,7 +90,8 @@ def mse_pretrain(config: Config, predictor) -> Callable:
 
             def objective(q):
                 eps = jnp.zeros(batch.targets.shape, jnp.float32)
-                pred, forecasts = predictor.apply(q, batch.inputs, eps)
+                raw, forecasts = predictor.raw(q, batch.inputs, eps)
+                pred = head.amount(raw)  # an admit head's amounts; its logits wait
                 return jnp.mean((pred - batch.targets) ** 2) + jnp.mean(
                     (forecasts - batch.ir_targets) ** 2
                 )
@@ -207,7 +209,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
               else variants.reported_cost)
 
     def predict(params, inputs, eps):
-        return predictor.apply(params, inputs, eps)[0]
+        return predictor.raw(params, inputs, eps)[0]
 
     def layout(train):
         return batching.for_split(config.batch_size, train, lanes)
@@ -228,7 +230,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
             c = grids.view(config, values)
             lr = schedules.learning_rate(c, n_epochs * live)
             return steps.Loss2NetParts(
-                predict=predict, cost=cost, noise=schedules.noise_std(c, n_epochs * live),
+                predict=predict, head=heads.make_head(config), cost=cost, noise=schedules.noise_std(c, n_epochs * live),
                 lr=lr, target=target, memory=memory, shaper_loss=shaper_loss,
                 decision_loss=decision_loss,
                 shaper_tx=variants.shaper_optimizer(c) if values else shaper_tx,

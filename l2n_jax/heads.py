@@ -1,0 +1,164 @@
+"""Decision heads: how the predictor's raw outputs become decisions (``Config.decision_head``).
+
+The predictor emits ``raw [B, w]``; a ``Head`` says what the system is shown while
+exploring, what is decided at evaluation, and through what the predictor's gradient
+flows. Loss2Net's step (``l2n_jax.steps``) calls only these functions, so a head is a
+value chosen when the program is built.
+
+* ``amount`` (the paper's): raw = the decisions; the system sees raw + eps.
+* ``admit_st`` / ``admit_diff`` (issue 19, admission control): raw = [amount u [B, m],
+  admission logit z [B, m]]. Decision i is u_i if admitted, 0 (a rejection) if not. At
+  evaluation client i is admitted iff z_i > 0. While exploring, admission is drawn
+  g_i ~ Bernoulli(pi_i), pi_i = sigmoid(z_i) clipped to [floor, 1 - floor], so the
+  shaper keeps seeing both outcomes of every client; the system sees g * (u + eps).
+  The two differ only in the logit's gradient:
+
+  - ``admit_st``: straight-through (Bengio et al. 2013): the hard g in the forward
+    pass, d sigmoid(z) in the backward pass, so dL/dz_i = dL/dd_i (u_i + eps_i)
+    sigma'(z_i): the shaper's slope at the sampled decision, a first-order guess of
+    what admitting changes.
+  - ``admit_diff``: the shaper's exact difference between admitting and rejecting
+    client i with every other decision as sampled, dL/dz_i = [l(d | g_i = 1) -
+    l(d | g_i = 0)] sigma'(z_i) (a local-expectation gradient, Titsias &
+    Lazaro-Gredilla 2015): unbiased for the learned loss's expectation over g_i, and
+    right where admitting jumps the cost (a churn fee, a fixed cost) which a slope
+    cannot see. It costs 2m more shaper evaluations per sample.
+
+The amount's gradient is the paper's in every head: the shaper's slope at the
+sampled decision, for admitted decisions only.
+"""
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+# An untrained admission head admits with probability sigmoid(2.2) ~ 0.9: the
+# pre-trained forecaster's decisions, with one rejection in ten explored.
+ADMIT_LOGIT0 = 2.2
+# fold_in tag of the admission draws within a step key (independent of the noise).
+ADMIT_KEY = 7
+
+
+class Head(NamedTuple):
+    """How raw predictor outputs become decisions.
+
+    Attributes:
+      name: ``Config.decision_head``.
+      width: m -> the number of raw outputs for m decisions.
+      decide: raw [B, w] -> decisions [B, m] (evaluation, eps = 0).
+      amount: raw -> the amounts [B, m] (what MSE pre-training fits).
+      explore: (key, raw, eps) -> the decisions the system is shown.
+      loss: (decision_loss, key, raw, eps, shaper, seen) -> the predictor's loss,
+        differentiable in ``raw``; ``decision_loss(decisions, shaper, seen, eps)`` is
+        the mean shaped loss of a batch (``variants.shaped_loss``).
+      summary: raw -> {name: scalar} logged per step.
+    """
+
+    name: str
+    width: Callable
+    decide: Callable
+    amount: Callable
+    explore: Callable
+    loss: Callable
+    summary: Callable
+
+
+def _amount_loss(decision_loss, key, raw, eps, shaper, seen):
+    del key
+    return decision_loss(raw + eps, shaper, seen, eps)
+
+
+AMOUNT = Head(
+    name="amount",
+    width=lambda m: m,
+    decide=lambda raw: raw,
+    amount=lambda raw: raw,
+    explore=lambda key, raw, eps: raw + eps,
+    loss=_amount_loss,
+    summary=lambda raw: {},
+)
+
+
+def _split(raw):
+    m = raw.shape[-1] // 2
+    return raw[..., :m], raw[..., m:]
+
+
+def _admitted(key, z, floor: float):
+    """The exploring admission draw g [B, m] (bool)."""
+    pi = jnp.clip(jax.nn.sigmoid(z), floor, 1.0 - floor)
+    return jax.random.uniform(jax.random.fold_in(key, ADMIT_KEY), z.shape) < pi
+
+
+def _decide(raw):
+    u, z = _split(raw)
+    return jnp.where(z > 0, u, 0.0)
+
+
+def _explore(floor):
+    def explore(key, raw, eps):
+        u, z = _split(raw)
+        return jnp.where(_admitted(key, z, floor), u + eps, 0.0)
+
+    return explore
+
+
+def _st_loss(floor):
+    def loss(decision_loss, key, raw, eps, shaper, seen):
+        u, z = _split(raw)
+        g = _admitted(key, z, floor).astype(raw.dtype)
+        p = jax.nn.sigmoid(z)
+        g_st = g + p - jax.lax.stop_gradient(p)  # value g, gradient of sigmoid(z)
+        return decision_loss(g_st * (u + eps), shaper, seen, eps)
+
+    return loss
+
+
+def admission_gaps(decision_loss, decisions, full, shaper, seen, eps):
+    """Per sample and client, the learned loss of admitting minus rejecting it:
+    [B, m], l(d with d_i = full_i) - l(d with d_i = 0), every other d_j as given."""
+
+    def per_sample(d, f, s, e):
+        def gap(i):
+            one = lambda v: decision_loss(d.at[i].set(v)[None], shaper, s[None], e[None])
+            return one(f[i]) - one(0.0)
+
+        return jax.vmap(gap)(jnp.arange(d.shape[-1]))
+
+    return jax.vmap(per_sample)(decisions, full, seen, eps)
+
+
+def _diff_loss(floor):
+    def loss(decision_loss, key, raw, eps, shaper, seen):
+        u, z = _split(raw)
+        g = _admitted(key, z, floor)
+        decisions = jnp.where(g, u + eps, 0.0)
+        gaps = jax.lax.stop_gradient(admission_gaps(
+            decision_loss, jax.lax.stop_gradient(decisions),
+            jax.lax.stop_gradient(u + eps), shaper, seen, eps))
+        p = jax.nn.sigmoid(z)
+        # Zero in value, gaps x sigma'(z) in gradient (the batch mean, as the loss).
+        logit_term = jnp.mean(jnp.sum(gaps * (p - jax.lax.stop_gradient(p)), -1))
+        return decision_loss(decisions, shaper, seen, eps) + logit_term
+
+    return loss
+
+
+def _admit_summary(raw):
+    _, z = _split(raw)
+    return {"admit_prob": jnp.mean(jax.nn.sigmoid(z))}
+
+
+def _admit_head(name: str, loss_of: Callable, floor: float) -> Head:
+    return Head(name=name, width=lambda m: 2 * m, decide=_decide,
+                amount=lambda raw: _split(raw)[0], explore=_explore(floor),
+                loss=loss_of(floor), summary=_admit_summary)
+
+
+def make_head(config) -> Head:
+    """The head of ``config.decision_head`` (with its ``admit_floor``)."""
+    if config.decision_head == "amount":
+        return AMOUNT
+    loss_of = {"admit_st": _st_loss, "admit_diff": _diff_loss}[config.decision_head]
+    return _admit_head(config.decision_head, loss_of, config.admit_floor)
