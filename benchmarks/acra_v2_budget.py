@@ -1,4 +1,5 @@
-"""acra_v2: Loss2Net's training budget (epochs x batch size) chosen on VALIDATION.
+"""acra_v2: Loss2Net's training budget (epochs x batch size), and its decision head,
+chosen on VALIDATION.
 
 v2 has 651-831 training periods against v1's ~31k training hours, so v1's budget
 (14 epochs at batch 256: ~56 co-training steps) leaves Loss2Net untrained. Every
@@ -7,8 +8,11 @@ the same seeds; the choice is the budget of highest mean VALIDATION profit over 
 sites, and the test profit is printed beside it for the record only.
 
     python benchmarks/acra_v2_budget.py --out=benchmarks/results/acra_v2
+    python benchmarks/acra_v2_budget.py --study=heads --out=benchmarks/results/acra_v2
 
-Output: ``budget.csv`` (one row per site x budget x seed) and ``budget.md``.
+Output: ``budget.csv`` (one row per site x budget x seed) and ``budget.md``; with
+``--study=heads``, ``heads.csv`` / ``heads.md``: the chosen budget with each
+``Config.decision_head`` (issue 19 item 5), Loss2Net and bm_split.
 """
 
 import argparse
@@ -17,11 +21,33 @@ import time
 
 import numpy as np
 import pandas as pd
+from l2n_jax.usecases import REGISTRY
+from l2n_jax.usecases import acra_qoe as qoe
+from l2n_jax.usecases import acra_v2 as v2
 
 import l2n_jax as l2n
-from l2n_jax.usecases import REGISTRY
 
 BUDGETS = ((100, 64), (100, 256), (300, 64), (300, 256))  # (epochs, batch size)
+HEADS = tuple((head, split) for split in (False, True)
+              for head in ("amount", "admit_st", "admit_diff"))
+
+
+def _fit_rows(ws, config, metric, seeds, label, keys):
+    t0 = time.perf_counter()
+    fit = l2n.fit(config, ws.train, metric, seeds=seeds, valid=ws.valid,
+                  label=f"acra_v2/{label}", verbose=False)
+    wall = time.perf_counter() - t0
+    rows = []
+    for split in ("valid", "test"):
+        windows = getattr(ws, split)
+        df = l2n.evaluate(fit, windows, metric)
+        admitted = np.asarray(fit.predict(windows.inputs)) > qoe.ACCEPT_EPS
+        for seed, cost, a in zip(df["seed"], df["cost"], admitted):
+            rows.append({**keys, "seed": seed, "split": split, "profit": -cost,
+                         "accepted": a.sum(-1).mean(), "set_changes": v2.set_changes(a),
+                         "train_s": wall})
+    print(f"{label}: {wall:.0f} s", flush=True)
+    return rows
 
 
 def run(sites, seeds, budgets):
@@ -34,18 +60,46 @@ def run(sites, seeds, budgets):
             config = base.replace(epochs=epochs, batch_size=batch,
                                   pretrain_epochs=max(1, epochs // 10),
                                   log_every=max(1, epochs // 5))
-            t0 = time.perf_counter()
-            fit = l2n.fit(config, ws.train, metric, seeds=seeds, valid=ws.valid,
-                          label=f"acra_v2/{site}/e{epochs}b{batch}", verbose=False)
-            wall = time.perf_counter() - t0
-            for split in ("valid", "test"):
-                df = l2n.evaluate(fit, getattr(ws, split), metric)
-                for seed, cost in zip(df["seed"], df["cost"]):
-                    rows.append({"site": site, "epochs": epochs, "batch_size": batch,
-                                 "seed": seed, "split": split, "profit": -cost,
-                                 "train_s": wall})
-            print(f"{site} e{epochs} b{batch}: {wall:.0f} s", flush=True)
+            rows += _fit_rows(ws, config, metric, seeds, f"{site}/e{epochs}b{batch}",
+                              {"site": site, "epochs": epochs, "batch_size": batch})
     return pd.DataFrame(rows)
+
+
+def run_heads(sites, seeds, variants=HEADS):
+    """Each decision head, with the assembler (loss2net) and without (bm_split)."""
+    uc = REGISTRY["acra_v2"]
+    metric, base = uc.make_metric(), uc.get_config()
+    rows = []
+    for site in sites:
+        ws = uc.load(site)
+        for head, split in variants:
+            method = "bm_split" if split else "loss2net"
+            config = base.replace(decision_head=head, split_irs=split)
+            rows += _fit_rows(ws, config, metric, seeds, f"{site}/{method}/{head}",
+                              {"site": site, "method": method, "head": head})
+    return pd.DataFrame(rows)
+
+
+def markdown_heads(df):
+    """Mean valid/test profit, accepted clients and set changes per head."""
+    t = df.groupby(["method", "head", "split", "site"], sort=False).agg(
+        profit=("profit", "mean"), sd=("profit", "std"), accepted=("accepted", "mean"),
+        changes=("set_changes", "mean")).reset_index()
+    valid = df[df.split == "valid"].groupby(["method", "head"], sort=False).profit.mean()
+    best = valid.idxmax()
+    lines = ["# acra_v2: decision heads (mean normalised profit, higher is better; "
+             "accepted = admitted clients per period; changes = share of periods "
+             "admitting another set than the seed's most frequent one)\n",
+             "| method | head | split | site | profit (mean ± std) | accepted | changes |",
+             "|---|---|---|---|---|---|---|"]
+    for _, r in t.iterrows():
+        mark = " **(chosen)**" if (r.method, r["head"]) == best and r.split == "valid" else ""
+        lines.append(f"| {r.method} | {r['head']} | {r.split} | {r.site} | "
+                     f"{r.profit:.4f} ± {r.sd:.4f}{mark} | {r.accepted:.2f} | "
+                     f"{r.changes:.2f} |")
+    lines.append("\nmean valid profit: " + ", ".join(
+        f"{m}/{h} {v:.4f}" for (m, h), v in valid.items()))
+    return "\n".join(lines) + "\n", best
 
 
 def markdown(df):
@@ -68,10 +122,18 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sites", default="S4,S12c")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--study", choices=("budget", "heads"), default="budget")
     p.add_argument("--out", default="benchmarks/results/acra_v2")
     args = p.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.study == "heads":
+        df = run_heads(args.sites.split(","), tuple(range(args.seeds)))
+        df.to_csv(out / "heads.csv", index=False)
+        text, best = markdown_heads(df)
+        (out / "heads.md").write_text(text)
+        print(text, f"chosen (validation): {best}")
+        return
     df = run(args.sites.split(","), tuple(range(args.seeds)), BUDGETS)
     df.to_csv(out / "budget.csv", index=False)
     text, best = markdown(df)

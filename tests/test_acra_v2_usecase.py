@@ -97,3 +97,24 @@ def test_tiny_fit_runs_and_gives_finite_costs():
     fit = l2n.fit(config, ws.train, acra_v2.make_metric(), seeds=(0,), valid=ws.valid,
                   verbose=False)
     assert np.isfinite(fit.history["cost"].to_numpy()).all()
+
+
+def test_set_changes_counts_periods_off_the_most_frequent_set():
+    static = np.ones((10, 3), bool)
+    assert acra_v2.set_changes(static) == 0.0
+    varied = static.copy()
+    varied[:3, 1] = False  # 3 of 10 periods admit another set
+    assert acra_v2.set_changes(varied) == pytest.approx(0.3)
+
+
+def test_summary_states_the_share_of_the_c_to_e_gap():
+    import pandas as pd
+
+    rows = [{"site": "S4", "method": m, "seed": 0, "profit": p, "accepted": 4.0,
+             "set_changes": 0.0}
+            for m, p in (("v2_knapsack", 0.2), ("v2_knapsack_factors", 0.3),
+                         ("v2_oracle_qoe", 0.4), ("loss2net", 0.35))]
+    table = acra_v2.summary_table(pd.DataFrame(rows))
+    line = next(x for x in table.splitlines() if "| loss2net |" in x)
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[4:7] == ["1.750", "1.167", "0.50"]

@@ -44,7 +44,6 @@ from l2n_jax.config import Config
 from l2n_jax.data import Scaler, Windows, WindowSet
 from l2n_jax.methods import Options, Outcome, Task
 
-from . import acra
 from . import acra_policies as pol
 from . import acra_qoe as qoe
 from . import acra_traffic as tr
@@ -140,10 +139,19 @@ def get_config(quick: bool = False) -> Config:
     )
 
 
+def set_changes(admitted: np.ndarray) -> float:
+    """The share of periods whose admitted set [N, S] (bool) is not the most
+    frequent one: 0 for a static admission."""
+    _, counts = np.unique(admitted, axis=0, return_counts=True)
+    return 1.0 - counts.max() / len(admitted)
+
+
 def _columns(rows: pd.DataFrame, decisions, ws: WindowSet) -> dict:
-    """Profit (= -cost) and the mean number of admitted clients per period."""
-    accepted = (np.asarray(decisions) > qoe.ACCEPT_EPS).sum(-1)
-    return {"profit": -rows["cost"], "accepted": accepted.mean(axis=1)}
+    """Profit (= -cost), the mean number of admitted clients per period, and the
+    share of periods that admit another set than the seed's most frequent one."""
+    admitted = np.asarray(decisions) > qoe.ACCEPT_EPS  # [seeds, N, S]
+    return {"profit": -rows["cost"], "accepted": admitted.sum(-1).mean(axis=1),
+            "set_changes": [set_changes(a) for a in admitted]}
 
 
 def options() -> Options:
@@ -209,9 +217,31 @@ for _name, _key, _doc in (
     methods.register(_name, policy_method(_key), usecases=("acra_v2",), doc=_doc)
 
 
-# Profit and accepted clients per site, with x v2_knapsack (v1's table).
-summary_table = functools.partial(acra.summary_table, reference="v2_knapsack",
-                                  site_label="site", ratio_digits=3)
+def summary_table(df: pd.DataFrame) -> str:
+    """Table 2 for v2: profit, accepted clients and admission changes per site and
+    method, x (a) the knapsack, x (c) the per-client factors, and the share of the
+    (c) -> (e) gap a method closes ((p - c) / (e - c); 1 = the oracle)."""
+    agg = {"p": ("profit", "mean"), "ps": ("profit", "std"), "a": ("accepted", "mean"),
+           "n": ("seed", "count")}
+    if "set_changes" in df:
+        agg["ch"] = ("set_changes", "mean")
+    stats = df.groupby(["site", "method"], sort=False).agg(**agg).reset_index()
+    lines = ["| site | method | normalised profit (mean ± std) | × (a) | × (c) | "
+             "share of (c)→(e) gap | accepted | set changes | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for site, block in stats.groupby("site", sort=False):
+        ref = {m: float(block.loc[block["method"] == m, "p"].iloc[0])
+               if (block["method"] == m).any() else float("nan")
+               for m in ("v2_knapsack", "v2_knapsack_factors", "v2_oracle_qoe")}
+        a, c, e = ref["v2_knapsack"], ref["v2_knapsack_factors"], ref["v2_oracle_qoe"]
+        for _, r in block.iterrows():
+            ps = 0.0 if np.isnan(r.ps) else r.ps
+            changes = f"{r.ch:.2f}" if "ch" in r else "-"
+            lines.append(
+                f"| {site} | {r.method} | {r.p:.4f} ± {ps:.4f} | {r.p / a:.3f} | "
+                f"{r.p / c:.3f} | {(r.p - c) / (e - c):.2f} | {r.a:.2f} | {changes} | "
+                f"{r.n} |")
+    return "\n".join(lines) + "\n"
 
 
 METHODS = ("loss2net", "bm_split", "v2_knapsack", "v2_knapsack_margin",
