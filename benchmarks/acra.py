@@ -1,10 +1,12 @@
 """Paper Table 2 and Figs 4/7 for ``acra`` (admission control + resource allocation).
 
-    python benchmarks/acra.py                      # v1 (PJM clients), all S, 5 seeds
-    python benchmarks/acra.py --usecase=acra_v2    # v2 (traffic clients), both families
+    python benchmarks/acra.py                      # v2 (traffic clients), both families
+    python benchmarks/acra.py --usecase=acra_pjm   # v1 (PJM clients), all S, 5 seeds
     python benchmarks/acra.py --quick              # smoke budget
 
-writes under ``--out`` (default ``benchmarks/results/<usecase>``):
+writes under ``--out`` (default ``benchmarks/results/acra_v2/table2`` for v2, where
+issue 19 built it, ``benchmarks/results/acra`` for v1; ``acra_v2`` is accepted as
+``acra``):
 
 * ``results.csv``: tidy, one row per S x method x seed (``site`` = ``S<n>``,
   ``test_cost`` = - normalised profit, ``profit``, ``accepted`` = mean admitted
@@ -26,8 +28,10 @@ import time
 
 from absl import app, flags, logging
 
-_USECASE = flags.DEFINE_enum("usecase", "acra", ["acra", "acra_v2"], "Which version.")
-_OUT = flags.DEFINE_string("out", None, "Output folder (default benchmarks/results/<usecase>).")
+_USECASE = flags.DEFINE_enum("usecase", "acra", ["acra", "acra_v2", "acra_pjm"],
+                             "acra (v2, traffic clients; alias acra_v2) or acra_pjm (v1).")
+_OUT = flags.DEFINE_string("out", None, "Output folder (default: see above).")
+_DEFAULT_OUT = {"acra": ("acra_v2", "table2"), "acra_pjm": ("acra",)}
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per method.", lower_bound=1)
 _SITES = flags.DEFINE_list("sites", None, "Sites (default: all of the use case's).")
 _METHODS = flags.DEFINE_list("methods", None, "Methods (default: the use case's METHODS).")
@@ -35,16 +39,16 @@ _QUICK = flags.DEFINE_bool("quick", False, "Smoke budget.")
 _FIG_SITES = flags.DEFINE_list("fig_sites", None,
                                "Sites whose learned cost is plotted (acra: S4; v2: S1,S4).")
 _FORECASTER = {
-    "acra": "the knapsack forecaster is the same predictor trained with MSE for the "
-            "same epochs",
-    "acra_v2": "the baselines forecast with a per-client linear AR (ridge MSE)",
+    "acra_pjm": "the knapsack forecaster is the same predictor trained with MSE for "
+                "the same epochs",
+    "acra": "the baselines forecast with a per-client linear AR (ridge MSE)",
 }
 
 
 def _module(name):
     from l2n_jax.usecases import acra, acra_v2
 
-    return {"acra": acra, "acra_v2": acra_v2}[name]
+    return {"acra_pjm": acra, "acra": acra_v2}[name]
 
 
 def _obs_of(uc, demand, site):
@@ -56,7 +60,7 @@ def _obs_of(uc, demand, site):
     return demand
 
 
-def _header(cmd, config, usecase="acra"):
+def _header(cmd, config, usecase):
     import jax
 
     return (
@@ -138,9 +142,10 @@ def main(argv):
     from l2n_jax import methods as methods_lib
     from l2n_jax.usecases import quick_config
 
-    name = _USECASE.value
+    name = "acra" if _USECASE.value == "acra_v2" else _USECASE.value
     uc = _module(name)
-    out = pathlib.Path(_OUT.value or pathlib.Path(__file__).resolve().parent / "results" / name)
+    out = pathlib.Path(_OUT.value or pathlib.Path(__file__).resolve().parent.joinpath(
+        "results", *_DEFAULT_OUT[name]))
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
     config = quick_config() if _QUICK.value else uc.get_config()
@@ -178,7 +183,7 @@ def main(argv):
             (out / "results.md").write_text(
                 f"# {name}: paper Table 2 (normalised profit, higher is better)\n\n"
                 + _header(cmd, config, name) + uc.summary_table(results))
-    default_figs = ["S1", "S4"] if name == "acra_v2" else ["S4"]
+    default_figs = ["S1", "S4"] if name == "acra" else ["S4"]
     for site in _FIG_SITES.value or default_figs:
         if site in sites and "loss2net" in methods:
             _figure(uc, config, site, seeds, out, ckpt_dir)

@@ -51,7 +51,7 @@ def _fit_rows(ws, config, metric, seeds, label, keys):
 
 
 def run(sites, seeds, budgets):
-    uc = REGISTRY["acra_v2"]
+    uc = REGISTRY["acra"]
     metric, base = uc.make_metric(), uc.get_config()
     rows = []
     for site in sites:
@@ -67,7 +67,7 @@ def run(sites, seeds, budgets):
 
 def run_heads(sites, seeds, variants=HEADS):
     """Each decision head, with the assembler (loss2net) and without (bm_split)."""
-    uc = REGISTRY["acra_v2"]
+    uc = REGISTRY["acra"]
     metric, base = uc.make_metric(), uc.get_config()
     rows = []
     for site in sites:

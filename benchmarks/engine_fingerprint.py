@@ -213,7 +213,7 @@ CLI_RUNS = {
                  "--method=loss2net,mse,mse_margin,pinball_tuned,ar_margin,alpha_omc"],
     "toy": ["--usecase=toy", "--sites=n2", "--method=loss2net,mae,persistence,ar"],
     "power": ["--usecase=power", "--sites=PJME,DOM", "--method=loss2net,mse_margin"],
-    "acra": ["--usecase=acra", "--method=loss2net,bm_split,knapsack_margin,greedy,oracle"],
+    "acra": ["--usecase=acra_pjm", "--method=loss2net,bm_split,knapsack_margin,greedy,oracle"],
 }
 
 

@@ -45,8 +45,8 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 SKIP = {
     ("toy", "taskmet"): "no differentiable surrogate for the toy's hidden metric",
     ("toy", "taskmet_margin"): "no differentiable surrogate for the toy's hidden metric",
-    ("acra", "taskmet"): "no differentiable surrogate for the emulator's profit",
-    ("acra", "taskmet_margin"): "no differentiable surrogate for the emulator's profit",
+    ("acra_pjm", "taskmet"): "no differentiable surrogate for the emulator's profit",
+    ("acra_pjm", "taskmet_margin"): "no differentiable surrogate for the emulator's profit",
     ("power", "taskmet_shaper"): "the power shaper reads v, produced only by the "
                                  "stateful metric's run in time order",
 }

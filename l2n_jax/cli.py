@@ -224,7 +224,7 @@ def _config(uc):
 
 def _selection():
     """(use case, methods, sites) the flags ask for, each checked."""
-    name = _USECASE.value
+    name = usecases.ALIASES.get(_USECASE.value, _USECASE.value)
     if name is None:
         raise app.UsageError(f"--usecase is required; one of {', '.join(usecases.REGISTRY)}")
     if name not in usecases.REGISTRY:

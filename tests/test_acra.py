@@ -16,7 +16,7 @@ from l2n_jax.usecases import acra, acra_emulator as emu
 def _run(method, config, ws, metric, seeds):
     task = methods.Task(config, {"S4": ws}, metric, seeds, acra.options(),
                         cache=methods.FitCache())
-    return methods.run(method, task, "acra").rows
+    return methods.run(method, task, "acra_pjm").rows
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +107,10 @@ def test_loss2net_and_bm_split_train_on_the_emulator(small):
         assert np.isfinite(df["profit"]).all() and len(df) == 1
 
 
-def test_knapsack_methods_are_registered_for_acra_only():
-    assert {"knapsack", "knapsack_margin", "greedy", "oracle"} <= set(methods.names("acra"))
+def test_knapsack_methods_are_registered_for_acra_pjm_only():
+    assert {"knapsack", "knapsack_margin", "greedy", "oracle"} <= set(
+        methods.names("acra_pjm"))
+    assert "knapsack" not in methods.names("acra")
     assert "knapsack" not in methods.names("netalloc")
     with pytest.raises(ValueError, match="unknown method 'knapsack'"):
         methods.get("knapsack", "netalloc")

@@ -1,4 +1,4 @@
-"""The ``acra_v2`` use case: registration, windows, metric wiring, a tiny fit."""
+"""``acra`` v2 (``usecases/acra_v2.py``): registration, windows, metric wiring, a tiny fit."""
 
 import jax
 import jax.numpy as jnp
@@ -14,17 +14,17 @@ from l2n_jax.usecases import acra_traffic as tr
 
 
 def test_registered_with_both_site_families_and_its_methods():
-    uc = REGISTRY["acra_v2"]
+    uc = REGISTRY["acra"]
     for s in (1, 2, 4, 6, 8, 12):
         assert f"S{s}" in uc.sites and f"S{s}c" in uc.sites
     assert set(uc.default_sites) <= set(uc.sites)
     v2 = {"v2_knapsack", "v2_knapsack_margin", "v2_knapsack_factors",
           "v2_oracle_demand", "v2_oracle_qoe"}
-    assert v2 <= set(uc.methods) <= set(methods.names("acra_v2"))
+    assert v2 <= set(uc.methods) <= set(methods.names("acra"))
     assert {"loss2net", "bm_split"} <= set(uc.methods)
     # v2's baselines are not offered to v1, and v1's table is unchanged.
-    assert not v2 & set(methods.names("acra"))
-    assert "v2_knapsack" not in REGISTRY["acra"].methods
+    assert not v2 & set(methods.names("acra_pjm"))
+    assert "v2_knapsack" not in REGISTRY["acra_pjm"].methods
 
 
 def test_sites_parse_and_unknown_site_raises():

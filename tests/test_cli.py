@@ -271,12 +271,24 @@ def test_finished_methods_are_skipped_when_the_command_is_rerun(tmp_path):
     assert sorted(df["method"]) == ["ar", "persistence"]
 
 
-def test_acra_runs_out_of_the_box_with_its_own_table(tmp_path):
+def test_acra_pjm_runs_out_of_the_box_with_its_own_table(tmp_path):
     workdir = tmp_path / "acra"
-    proc = _run(["--usecase=acra", "--quick", "--seeds=1", "--method=knapsack,oracle",
+    proc = _run(["--usecase=acra_pjm", "--quick", "--seeds=1", "--method=knapsack,oracle",
                  f"--workdir={workdir}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     df = pd.read_csv(workdir / "results.csv")
     assert set(df["site"]) == {"S4"}  # the default client count
     assert {"test_cost", "profit", "accepted"} <= set(df.columns)
     assert "× knapsack" in (workdir / "results.md").read_text()
+
+
+def test_acra_is_v2_and_acra_v2_its_alias(tmp_path):
+    workdir = tmp_path / "acra_v2"
+    proc = _run(["--usecase=acra_v2", "--quick", "--seeds=1", "--sites=S2",
+                 "--method=v2_knapsack,v2_knapsack_factors,v2_oracle_qoe",
+                 f"--workdir={workdir}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(workdir / "results.csv")
+    assert {"profit", "accepted", "set_changes"} <= set(df.columns)
+    table = (workdir / "results.md").read_text()
+    assert "share of (c)→(e) gap" in table and "v2_oracle_qoe" in table

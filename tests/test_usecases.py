@@ -43,11 +43,11 @@ def test_load_gives_finite_windows_with_matching_shapes(usecase):
         assert split.current.shape == (n, m)
         for x in split:
             assert np.isfinite(np.asarray(x)).all()
-    # MinMax scaling on the training rows: training inputs lie in [0, 1]. acra_v2
+    # MinMax scaling on the training rows: training inputs lie in [0, 1]. acra (v2)
     # scales by the training-split peak of the targets; its inputs reach into
     # days outside the split (Monday, the previous day) and may exceed 1.
     assert ws.train.inputs.min() >= -1e-6
-    assert uc.name == "acra_v2" or ws.train.inputs.max() <= 1 + 1e-6
+    assert uc.name == "acra" or ws.train.inputs.max() <= 1 + 1e-6
     # The quick config's batch fits the training data.
     assert len(ws.train) >= uc.get_config(quick=True).batch_size
 
@@ -64,7 +64,7 @@ def test_metric_gives_a_finite_scalar_per_sample(usecase):
     costs = np.asarray(jax.jit(cost_fn)(decisions, test.obs))
     assert costs.shape == (len(test),)
     assert np.isfinite(costs).all()
-    if uc.name in ("acra", "acra_v2"):  # a cost is minus a profit; admission can beat "serve all"
+    if uc.name in ("acra", "acra_pjm"):  # a cost is minus a profit; admission can beat "serve all"
         return
     assert (costs >= 0).all()
     # Exact decisions cost no more than perturbed ones.

@@ -2,7 +2,7 @@
 
 ``REGISTRY`` maps a name to a ``usecases.base.UseCase``; the CLI and benchmarks
 read it. Importing the package registers the use cases' own methods (acra's
-knapsack family, acra_v2's v2_* baselines, forecast's metaloss) in
+knapsack family for ``acra_pjm``, acra_v2's v2_* baselines for ``acra``, forecast's metaloss) in
 ``l2n_jax.methods.REGISTRY``.
 """
 
@@ -12,4 +12,8 @@ from .base import UseCase, quick_config
 REGISTRY = {uc.name: uc for uc in (acra.USECASE, acra_v2.USECASE, netalloc.USECASE,
                                    power.USECASE, toy.USECASE, forecast.USECASE)}
 
-__all__ = ["REGISTRY", "UseCase", "quick_config"]
+# Older names of use cases (the CLI accepts them): issue 19 built acra's v2 as
+# ``acra_v2`` before it became ``acra``; commands in committed tables use it.
+ALIASES = {"acra_v2": "acra"}
+
+__all__ = ["ALIASES", "REGISTRY", "UseCase", "quick_config"]

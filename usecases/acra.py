@@ -1,4 +1,7 @@
-"""``acra``: joint admission control and resource allocation (paper section 4.3).
+"""``acra_pjm``: joint admission control and resource allocation (paper section 4.3),
+v1: PJM clients (``l2n_train --usecase=acra_pjm``). Issue 19's v2 with traffic
+clients (``usecases/acra_v2.py``) is ``--usecase=acra`` since; this one is kept with
+its negative result (BUILD_NOTES §8).
 
 Every hour an operator with a shared capacity ``C`` decides, for each of ``S``
 clients, how much capacity to reserve for the next hour; 0 rejects the client. The
@@ -177,13 +180,13 @@ def oracle(task: Task):
     return out
 
 
-methods.register("knapsack", knapsack_method(), usecases=("acra",),
+methods.register("knapsack", knapsack_method(), usecases=("acra_pjm",),
                  doc="MSE forecasts + exact 0/1 knapsack admission (eq. 4)")
-methods.register("knapsack_margin", knapsack_method(tune=True), usecases=("acra",),
+methods.register("knapsack_margin", knapsack_method(tune=True), usecases=("acra_pjm",),
                  doc="the knapsack with a head-room margin tuned on validation")
-methods.register("greedy", knapsack_method("greedy"), usecases=("acra",),
+methods.register("greedy", knapsack_method("greedy"), usecases=("acra_pjm",),
                  doc="MSE forecasts + admission by revenue density")
-methods.register("oracle", oracle, usecases=("acra",),
+methods.register("oracle", oracle, usecases=("acra_pjm",),
                  doc="the exact knapsack on the true demands")
 
 
@@ -215,7 +218,7 @@ def summary_table(df: pd.DataFrame, reference: str = "knapsack",
 METHODS = ("loss2net", "bm_split", "knapsack", "knapsack_margin", "greedy", "oracle")
 
 USECASE = UseCase(
-    name="acra",
+    name="acra_pjm",
     sites=SITES,
     load=load,
     make_metric=make_metric,

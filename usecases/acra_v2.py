@@ -1,6 +1,7 @@
-"""``acra_v2``: joint admission + resource allocation with real traffic clients.
-
-Issue 19, v2 of ``acra`` (v1 = ``usecases/acra.py``, PJM clients, untouched). For S
+"""``acra`` (v2, issue 19): joint admission + resource allocation with real traffic
+clients; ``l2n_train --usecase=acra`` runs it (``acra_v2``, the name it was built
+under, is an alias). v1 (``usecases/acra.py``, PJM clients) is ``--usecase=acra_pjm``,
+its negative result in BUILD_NOTES §8. For S
 clients sharing a capacity C, one decision per period of H five-minute slots: the
 rate reserved for each client for the whole period (0 rejects it). Clients are
 calendar weeks of real 5-minute traffic (``acra_traffic``); the hidden cost is the
@@ -214,7 +215,7 @@ for _name, _key, _doc in (
     ("v2_oracle_demand", "d", "(d) the knapsack on the true demands"),
     ("v2_oracle_qoe", "e", "(e) true demands + hidden QoE: exact grid knapsack"),
 ):
-    methods.register(_name, policy_method(_key), usecases=("acra_v2",), doc=_doc)
+    methods.register(_name, policy_method(_key), usecases=("acra",), doc=_doc)
 
 
 def summary_table(df: pd.DataFrame) -> str:
@@ -248,7 +249,7 @@ METHODS = ("loss2net", "bm_split", "v2_knapsack", "v2_knapsack_margin",
            "v2_knapsack_factors", "v2_oracle_demand", "v2_oracle_qoe")
 
 USECASE = UseCase(
-    name="acra_v2",
+    name="acra",
     sites=SITES,
     load=load,
     make_metric=make_metric,
