@@ -9,6 +9,8 @@ sites, and the test profit is printed beside it for the record only.
 
     python benchmarks/acra_v2_budget.py --out=benchmarks/results/acra_v2
     python benchmarks/acra_v2_budget.py --study=heads --out=benchmarks/results/acra_v2
+    python benchmarks/acra_v2_budget.py --study=heads --sites=S1 \
+        --heads=amount,admit_st,admit_diff --out=benchmarks/results/acra_v2
 
 Output: ``budget.csv`` (one row per site x budget x seed) and ``budget.md``; with
 ``--study=heads``, ``heads.csv`` / ``heads.md``: the chosen budget with each
@@ -50,34 +52,32 @@ def _fit_rows(ws, config, metric, seeds, label, keys):
     return rows
 
 
-def run(sites, seeds, budgets):
+def _run(sites, seeds, variants):
+    """Every (label, Config overrides, row keys) of ``variants`` on every site."""
     uc = REGISTRY["acra"]
     metric, base = uc.make_metric(), uc.get_config()
     rows = []
     for site in sites:
         ws = uc.load(site)
-        for epochs, batch in budgets:
-            config = base.replace(epochs=epochs, batch_size=batch,
-                                  pretrain_epochs=max(1, epochs // 10),
-                                  log_every=max(1, epochs // 5))
-            rows += _fit_rows(ws, config, metric, seeds, f"{site}/e{epochs}b{batch}",
-                              {"site": site, "epochs": epochs, "batch_size": batch})
+        for label, overrides, keys in variants:
+            rows += _fit_rows(ws, base.replace(**overrides), metric, seeds,
+                              f"{site}/{label}", {"site": site, **keys})
     return pd.DataFrame(rows)
+
+
+def run(sites, seeds, budgets):
+    return _run(sites, seeds, [
+        (f"e{e}b{b}", dict(epochs=e, batch_size=b, pretrain_epochs=max(1, e // 10),
+                           log_every=max(1, e // 5)), {"epochs": e, "batch_size": b})
+        for e, b in budgets])
 
 
 def run_heads(sites, seeds, variants=HEADS):
     """Each decision head, with the assembler (loss2net) and without (bm_split)."""
-    uc = REGISTRY["acra"]
-    metric, base = uc.make_metric(), uc.get_config()
-    rows = []
-    for site in sites:
-        ws = uc.load(site)
-        for head, split in variants:
-            method = "bm_split" if split else "loss2net"
-            config = base.replace(decision_head=head, split_irs=split)
-            rows += _fit_rows(ws, config, metric, seeds, f"{site}/{method}/{head}",
-                              {"site": site, "method": method, "head": head})
-    return pd.DataFrame(rows)
+    named = [("bm_split" if split else "loss2net", head, split) for head, split in variants]
+    return _run(sites, seeds, [
+        (f"{m}/{head}", dict(decision_head=head, split_irs=split),
+         {"method": m, "head": head}) for m, head, split in named])
 
 
 def markdown_heads(df):
@@ -123,15 +123,20 @@ def main():
     p.add_argument("--sites", default="S4,S12c")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--study", choices=("budget", "heads"), default="budget")
+    p.add_argument("--heads", default=None,
+                   help="heads study: comma list of head[/split] (default: all six)")
     p.add_argument("--out", default="benchmarks/results/acra_v2")
     args = p.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.study == "heads":
-        df = run_heads(args.sites.split(","), tuple(range(args.seeds)))
-        df.to_csv(out / "heads.csv", index=False)
+        variants = HEADS if args.heads is None else tuple(
+            (v.split("/")[0], v.endswith("/split")) for v in args.heads.split(","))
+        df = run_heads(args.sites.split(","), tuple(range(args.seeds)), variants)
+        stem = "heads" if args.heads is None else "heads_" + "_".join(args.sites.split(","))
+        df.to_csv(out / f"{stem}.csv", index=False)
         text, best = markdown_heads(df)
-        (out / "heads.md").write_text(text)
+        (out / f"{stem}.md").write_text(text)
         print(text, f"chosen (validation): {best}")
         return
     df = run(args.sites.split(","), tuple(range(args.seeds)), BUDGETS)
