@@ -103,7 +103,7 @@ def _figure(uc, config, site, seeds, out, ckpt_dir):
     loads = (("low", 0.1), ("medium", 0.5), ("high", 0.9)) if n > 1 else (("", 0.5),)
     test_d = np.asarray(result.predict(ws.test.inputs))[0, :, 0]
     test_y = np.asarray(ws.test.targets)[:, 0]
-    fig, axes = plt.subplots(2, len(loads), figsize=(4.4 * len(loads) + 0.5, 7.5),
+    fig, axes = plt.subplots(2, len(loads), figsize=(max(10.0, 4.4 * len(loads) + 0.5), 7.5),
                              sharex=True, sharey=True, squeeze=False)
     for j, (name, q) in enumerate(loads):
         others = np.quantile(train[:, 1:], q, axis=0)
