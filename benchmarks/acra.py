@@ -140,9 +140,9 @@ def main(argv):
     import pandas as pd
 
     from l2n_jax import methods as methods_lib
-    from l2n_jax.usecases import quick_config
+    from l2n_jax.usecases import ALIASES, quick_config
 
-    name = "acra" if _USECASE.value == "acra_v2" else _USECASE.value
+    name = ALIASES.get(_USECASE.value, _USECASE.value)
     uc = _module(name)
     out = pathlib.Path(_OUT.value or pathlib.Path(__file__).resolve().parent.joinpath(
         "results", *_DEFAULT_OUT[name]))

@@ -23,18 +23,15 @@ import time
 
 import numpy as np
 import pandas as pd
-from l2n_jax.usecases import REGISTRY
-from l2n_jax.usecases import acra_qoe as qoe
-from l2n_jax.usecases import acra_v2 as v2
-
 import l2n_jax as l2n
+from l2n_jax.usecases import REGISTRY
 
 BUDGETS = ((100, 64), (100, 256), (300, 64), (300, 256))  # (epochs, batch size)
 HEADS = tuple((head, split) for split in (False, True)
               for head in ("amount", "admit_st", "admit_diff"))
 
 
-def _fit_rows(ws, config, metric, seeds, label, keys):
+def _fit_rows(uc, ws, config, metric, seeds, label, keys):
     t0 = time.perf_counter()
     fit = l2n.fit(config, ws.train, metric, seeds=seeds, valid=ws.valid,
                   label=f"acra_v2/{label}", verbose=False)
@@ -43,10 +40,11 @@ def _fit_rows(ws, config, metric, seeds, label, keys):
     for split in ("valid", "test"):
         windows = getattr(ws, split)
         df = l2n.evaluate(fit, windows, metric)
-        admitted = np.asarray(fit.predict(windows.inputs)) > qoe.ACCEPT_EPS
-        for seed, cost, a in zip(df["seed"], df["cost"], admitted):
-            rows.append({**keys, "seed": seed, "split": split, "profit": -cost,
-                         "accepted": a.sum(-1).mean(), "set_changes": v2.set_changes(a),
+        # The use case's own columns: profit, accepted clients, set changes.
+        df = df.assign(**uc.options().columns(df, fit.predict(windows.inputs), ws))
+        for r in df.itertuples():
+            rows.append({**keys, "seed": r.seed, "split": split, "profit": r.profit,
+                         "accepted": r.accepted, "set_changes": r.set_changes,
                          "train_s": wall})
     print(f"{label}: {wall:.0f} s", flush=True)
     return rows
@@ -60,7 +58,7 @@ def _run(sites, seeds, variants):
     for site in sites:
         ws = uc.load(site)
         for label, overrides, keys in variants:
-            rows += _fit_rows(ws, base.replace(**overrides), metric, seeds,
+            rows += _fit_rows(uc, ws, base.replace(**overrides), metric, seeds,
                               f"{site}/{label}", {"site": site, **keys})
     return pd.DataFrame(rows)
 

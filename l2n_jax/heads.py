@@ -134,9 +134,8 @@ def _diff_loss(floor):
         u, z = _split(raw)
         g = _admitted(key, z, floor)
         decisions = jnp.where(g, u + eps, 0.0)
-        gaps = jax.lax.stop_gradient(admission_gaps(
-            decision_loss, jax.lax.stop_gradient(decisions),
-            jax.lax.stop_gradient(u + eps), shaper, seen, eps))
+        gaps = jax.lax.stop_gradient(
+            admission_gaps(decision_loss, decisions, u + eps, shaper, seen, eps))
         p = jax.nn.sigmoid(z)
         # Zero in value, gaps x sigma'(z) in gradient (the batch mean, as the loss).
         logit_term = jnp.mean(jnp.sum(gaps * (p - jax.lax.stop_gradient(p)), -1))

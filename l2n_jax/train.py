@@ -198,6 +198,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
     n_steps = (batching.segmented(config.batch_size, shapes.n_train, segments) if stateful
                else batching.shuffled(config.batch_size, shapes.n_train)).steps
     predictor = nets.make_predictor(config, shapes.input_shape, m)
+    head = heads.make_head(config)
     shaper = nets.make_shaper(config, m + k + j, m)
     cost = cost_model(metric, j, lanes or 1)
     metric_b = batch_metric(metric)
@@ -230,7 +231,8 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
             c = grids.view(config, values)
             lr = schedules.learning_rate(c, n_epochs * live)
             return steps.Loss2NetParts(
-                predict=predict, head=heads.make_head(config), cost=cost, noise=schedules.noise_std(c, n_epochs * live),
+                predict=predict, head=head, cost=cost,
+                noise=schedules.noise_std(c, n_epochs * live),
                 lr=lr, target=target, memory=memory, shaper_loss=shaper_loss,
                 decision_loss=decision_loss,
                 shaper_tx=variants.shaper_optimizer(c) if values else shaper_tx,

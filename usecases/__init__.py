@@ -1,8 +1,8 @@
 """Use cases: data, metric, default config and method list, one module each.
 
 ``REGISTRY`` maps a name to a ``usecases.base.UseCase``; the CLI and benchmarks
-read it. Importing the package registers the use cases' own methods (acra's
-knapsack family for ``acra_pjm``, acra_v2's v2_* baselines for ``acra``, forecast's metaloss) in
+read it. Importing the package registers the use cases' own methods (the knapsack
+family of ``acra_pjm``, the v2_* baselines of ``acra``, forecast's metaloss) in
 ``l2n_jax.methods.REGISTRY``.
 """
 
