@@ -18,6 +18,7 @@ Output: ``budget.csv`` (one row per site x budget x seed) and ``budget.md``; wit
 """
 
 import argparse
+import dataclasses
 import pathlib
 import time
 
@@ -50,8 +51,10 @@ def _fit_rows(uc, ws, config, metric, seeds, label, keys):
     return rows
 
 
-def _run(sites, seeds, variants):
-    """Every (label, Config overrides, row keys) of ``variants`` on every site."""
+def _run(sites, seeds, variants, partial=None):
+    """Every (label, Config overrides, row keys) of ``variants`` on every site; the
+    rows so far are written to ``partial`` (a csv path) after each fit, so a long
+    study that is stopped keeps what it finished."""
     uc = REGISTRY["acra"]
     metric, base = uc.make_metric(), uc.get_config()
     rows = []
@@ -60,6 +63,8 @@ def _run(sites, seeds, variants):
         for label, overrides, keys in variants:
             rows += _fit_rows(uc, ws, base.replace(**overrides), metric, seeds,
                               f"{site}/{label}", {"site": site, **keys})
+            if partial is not None:
+                pd.DataFrame(rows).to_csv(partial, index=False)
     return pd.DataFrame(rows)
 
 
@@ -70,12 +75,33 @@ def run(sites, seeds, budgets):
         for e, b in budgets])
 
 
-def run_heads(sites, seeds, variants=HEADS):
-    """Each decision head, with the assembler (loss2net) and without (bm_split)."""
-    named = [("bm_split" if split else "loss2net", head, split) for head, split in variants]
+def parse_variant(spec: str):
+    """``head[/split][+field=value...]`` -> (head, split, {field: value}): e.g.
+    ``admit_diff+shaper_input=admission+admit_floor=0.01``."""
+    name, *pairs = spec.split("+")
+    fields = {f.name: f.type for f in dataclasses.fields(l2n.Config)}
+    extra = {}
+    for pair in pairs:
+        key, value = pair.split("=")
+        if fields.get(key) not in (int, float, str, bool):
+            raise ValueError(f"{spec!r}: {key!r} is not a scalar Config field")
+        extra[key] = value == "True" if fields[key] is bool else fields[key](value)
+    return name.split("/")[0], name.endswith("/split"), extra
+
+
+def run_heads(sites, seeds, variants=HEADS, partial=None):
+    """Each decision head, with the assembler (loss2net) and without (bm_split);
+    a variant is (head, split) or (head, split, more Config overrides)."""
+    named = []
+    for v in variants:
+        head, split, extra = (*v, {})[:3]
+        tag = "+".join(f"{k}={x}" for k, x in extra.items())
+        named.append(("bm_split" if split else "loss2net", head, split, extra, tag))
     return _run(sites, seeds, [
-        (f"{m}/{head}", dict(decision_head=head, split_irs=split),
-         {"method": m, "head": head}) for m, head, split in named])
+        (f"{m}/{head}" + (f"+{tag}" if tag else ""),
+         dict(decision_head=head, split_irs=split, **extra),
+         {"method": m, "head": head + (f"+{tag}" if tag else "")})
+        for m, head, split, extra, tag in named], partial)
 
 
 def markdown_heads(df):
@@ -122,16 +148,21 @@ def main():
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--study", choices=("budget", "heads"), default="budget")
     p.add_argument("--heads", default=None,
-                   help="heads study: comma list of head[/split] (default: all six)")
+                   help="heads study: comma list of head[/split][+field=value...] "
+                        "(default: all six heads x split)")
     p.add_argument("--out", default="benchmarks/results/acra_v2")
+    p.add_argument("--stem", default=None,
+                   help="heads study: output file stem (default heads[_<sites>])")
     args = p.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.study == "heads":
         variants = HEADS if args.heads is None else tuple(
-            (v.split("/")[0], v.endswith("/split")) for v in args.heads.split(","))
-        df = run_heads(args.sites.split(","), tuple(range(args.seeds)), variants)
-        stem = "heads" if args.heads is None else "heads_" + "_".join(args.sites.split(","))
+            parse_variant(v) for v in args.heads.split(","))
+        stem = args.stem or ("heads" if args.heads is None
+                             else "heads_" + "_".join(args.sites.split(",")))
+        df = run_heads(args.sites.split(","), tuple(range(args.seeds)), variants,
+                       partial=out / f"{stem}.partial.csv")
         df.to_csv(out / f"{stem}.csv", index=False)
         text, best = markdown_heads(df)
         (out / f"{stem}.md").write_text(text)

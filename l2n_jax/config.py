@@ -15,7 +15,7 @@ _PREDICTOR_KINDS = ("irs", "monolithic")
 _SHAPER_ACTIVATIONS = ("siren", "relu")
 _LR_SCHEDULES = ("cyclic", "fixed", "exp")
 _NOISE_SCHEDULES = ("exp", "fixed", "none")
-_SHAPER_INPUTS = ("decision", "error")
+_SHAPER_INPUTS = ("decision", "error", "admission")
 _SHAPER_SINS = ("poly", "xla")
 _SEED_BATCHINGS = ("vmap", "map")
 _DECISION_HEADS = ("amount", "admit_st", "admit_diff")
@@ -77,8 +77,10 @@ class Config:
         (BUILD_NOTES §18). Added measure.
       range_penalty: weight of a quadratic penalty on decisions outside the range
         of the training targets (+-10% of it); 0 = off. Added measure.
-      shaper_input: 'decision' (paper: f_l(y_hat + eps, v)) or 'error'
-        (f_l(y_hat + eps - y, v), y = the first m obs). Added measure.
+      shaper_input: 'decision' (paper: f_l(y_hat + eps, v)), 'error'
+        (f_l(y_hat + eps - y, v), y = the first m obs) or 'admission'
+        (f_l(y_hat + eps, 1[y_hat + eps > 0], v): marks each admitted decision, for
+        the admission heads, issue 19). Added measures.
       cost_to_go: a discount d in [0, 1): with a StatefulMetric, the shaper fits,
         for each decision, the discounted mean of its own and the later reported
         costs of its training segment (``variants.cost_to_go``), so the predictor

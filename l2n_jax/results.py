@@ -29,7 +29,7 @@ def make_networks(config: Config, shapes: Shapes) -> dict:
     """The predictor and shaper a run of ``config`` on ``shapes`` trains."""
     m, k, j = shapes.decision_dim, shapes.obs_dim, shapes.v_dim
     return {"predictor": nets.make_predictor(config, shapes.input_shape, m),
-            "shaper": nets.make_shaper(config, m + k + j)}
+            "shaper": nets.make_shaper(config, variants.feature_dim(config, m, k + j))}
 
 
 @dataclasses.dataclass

@@ -92,7 +92,8 @@ def taskmet_trainer(config, shapes: Shapes, metric, settings: Settings = Setting
                          "its run in time order gives; use taskmet (a surrogate) there")
     predictor = nets.make_predictor(config, shapes.input_shape, m)
     metric_net = taskmet.metric_net(math.prod(shapes.input_shape), m, settings.metric_hidden)
-    shaper_net = None if surrogate else nets.make_shaper(config, m + shapes.obs_dim)
+    shaper_net = None if surrogate else nets.make_shaper(
+        config, variants.feature_dim(config, m, shapes.obs_dim))
     task_values = _task_values(shaper_net, variants.features(config), surrogate)
     metric_b = batch_metric(metric)
     stateful = isinstance(metric, StatefulMetric)

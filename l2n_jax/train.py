@@ -199,7 +199,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
                else batching.shuffled(config.batch_size, shapes.n_train)).steps
     predictor = nets.make_predictor(config, shapes.input_shape, m)
     head = heads.make_head(config)
-    shaper = nets.make_shaper(config, m + k + j, m)
+    shaper = nets.make_shaper(config, variants.feature_dim(config, m, k + j), m)
     cost = cost_model(metric, j, lanes or 1)
     metric_b = batch_metric(metric)
     memory = variants.memory(config, m, k + j)

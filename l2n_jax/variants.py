@@ -143,8 +143,27 @@ def error_features(decisions, seen):
     return jnp.concatenate([decisions - seen[:, :m], seen], axis=-1)
 
 
+def admission_features(decisions, seen):
+    """The paper's input and, per decision, whether it admits (d > 0; the admission
+    heads reject with exactly 0): a rejection's jump in cost (lost revenue, no
+    opex, no churn) is then one input away, where a smooth shaper on d alone has to
+    bend sharply at 0 from the few rejected draws it sees."""
+    admitted = (decisions > 0).astype(decisions.dtype)
+    return jnp.concatenate([decisions, admitted, seen], axis=-1)
+
+
+_FEATURES = {"decision": decision_features, "error": error_features,
+             "admission": admission_features}
+
+
 def features(config: Config) -> Callable:
-    return error_features if config.shaper_input == "error" else decision_features
+    return _FEATURES[config.shaper_input]
+
+
+def feature_dim(config: Config, decision_dim: int, seen_dim: int) -> int:
+    """The shaper's input width for ``features(config)``."""
+    extra = decision_dim if config.shaper_input == "admission" else 0
+    return decision_dim + extra + seen_dim
 
 
 def shaper_fit_loss(shaper_apply, features_fn) -> Callable:

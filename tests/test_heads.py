@@ -113,6 +113,26 @@ def test_admit_head_config_is_validated():
         l2n.Config(decision_head="admit_diff", tune_offset=True)
 
 
+def test_admission_shaper_input_marks_admitted_decisions():
+    from l2n_jax import variants
+
+    cfg = l2n.Config(shaper_input="admission")
+    d, seen = jnp.array([[0.0, 0.4], [0.3, 0.0]]), jnp.ones((2, 3))
+    x = variants.features(cfg)(d, seen)
+    assert x.shape[-1] == variants.feature_dim(cfg, 2, 3) == 7
+    np.testing.assert_array_equal(x[:, 2:4], [[0.0, 1.0], [1.0, 0.0]])
+    # A fit with it: the learned-cost query takes the same decisions and obs.
+    train = _admission_data(128, jax.random.key(0))
+    result = l2n.fit(cfg.replace(epochs=2, pretrain_epochs=1, batch_size=64, ir_mlp=(8,),
+                                 assembler=(8,), shaper_hidden=(16,), replay_size=0,
+                                 decision_head="admit_diff", log_every=2),
+                     train, _admission_cost, seeds=(0,), verbose=False)
+    costs = result.shaper(d, jnp.ones((2, 2)))
+    assert costs.shape == (1, 2) and np.all(np.isfinite(costs))
+    with pytest.raises(ValueError, match="shaper_input"):
+        l2n.Config(shaper_input="admission", split_shaper=True)
+
+
 def _admission_data(n, key):
     """Two clients; admitting client 1 always loses money, client 0 earns."""
     demand = jax.random.uniform(key, (n, 2, 4, 1), minval=0.3, maxval=0.7)
