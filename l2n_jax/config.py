@@ -126,6 +126,8 @@ class Config:
         difference ('admit_diff'). Issue 19.
       admit_floor: an admit head's exploration: admission is drawn with probability
         clipped to [admit_floor, 1 - admit_floor], so the shaper keeps seeing both.
+      admit_floor_anneal: the floor decays with the exploration noise, admit_floor
+        x sigma_t / noise_start (fewer forced rejections as training ends).
     """
 
     epochs: int = 60
@@ -168,6 +170,7 @@ class Config:
     seed_batching: str = "vmap"
     decision_head: str = "amount"
     admit_floor: float = 0.05
+    admit_floor_anneal: bool = False
 
     def __post_init__(self):
         validate(self)
@@ -293,6 +296,6 @@ def validate(config: Config) -> None:
         raise ValueError("Config.split_shaper: shaper i sees decision i alone, so "
                          f"shaper_input must be 'decision', got {config.shaper_input!r}")
     for name in ("feed_eps", "forecast_skip", "select_best", "split_irs", "freeze_shaper",
-                 "split_shaper", "tune_offset"):
+                 "split_shaper", "tune_offset", "admit_floor_anneal"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"Config.{name} must be a bool, got {getattr(config, name)!r}")

@@ -48,8 +48,9 @@ class Head(NamedTuple):
       width: m -> the number of raw outputs for m decisions.
       decide: raw [B, w] -> decisions [B, m] (evaluation, eps = 0).
       amount: raw -> the amounts [B, m] (what MSE pre-training fits).
-      explore: (key, raw, eps) -> the decisions the system is shown.
-      loss: (decision_loss, key, raw, eps, shaper, seen) -> the predictor's loss,
+      explore: (key, raw, eps, sigma=None) -> the decisions the system is shown
+        (sigma: the step's noise std, which an annealed admission floor follows).
+      loss: (decision_loss, key, raw, eps, shaper, seen, sigma=None) -> the predictor's loss,
         differentiable in ``raw``; ``decision_loss(decisions, shaper, seen, eps)`` is
         the mean shaped loss of a batch (``variants.shaped_loss``).
       summary: raw -> {name: scalar} logged per step.
@@ -64,8 +65,8 @@ class Head(NamedTuple):
     summary: Callable
 
 
-def _amount_loss(decision_loss, key, raw, eps, shaper, seen):
-    del key
+def _amount_loss(decision_loss, key, raw, eps, shaper, seen, sigma=None):
+    del key, sigma
     return decision_loss(raw + eps, shaper, seen, eps)
 
 
@@ -74,7 +75,7 @@ AMOUNT = Head(
     width=lambda m: m,
     decide=lambda raw: raw,
     amount=lambda raw: raw,
-    explore=lambda key, raw, eps: raw + eps,
+    explore=lambda key, raw, eps, sigma=None: raw + eps,
     loss=_amount_loss,
     summary=lambda raw: {},
 )
@@ -85,9 +86,11 @@ def _split(raw):
     return raw[..., :m], raw[..., m:]
 
 
-def _admitted(key, z, floor: float):
-    """The exploring admission draw g [B, m] (bool)."""
-    pi = jnp.clip(jax.nn.sigmoid(z), floor, 1.0 - floor)
+def _admitted(key, z, floor, sigma):
+    """The exploring admission draw g [B, m] (bool); ``floor(sigma)`` the floor at
+    the step's noise std (None outside training)."""
+    f = floor(sigma)
+    pi = jnp.clip(jax.nn.sigmoid(z), f, 1.0 - f)
     return jax.random.uniform(jax.random.fold_in(key, ADMIT_KEY), z.shape) < pi
 
 
@@ -97,17 +100,17 @@ def _decide(raw):
 
 
 def _explore(floor):
-    def explore(key, raw, eps):
+    def explore(key, raw, eps, sigma=None):
         u, z = _split(raw)
-        return jnp.where(_admitted(key, z, floor), u + eps, 0.0)
+        return jnp.where(_admitted(key, z, floor, sigma), u + eps, 0.0)
 
     return explore
 
 
 def _st_loss(floor):
-    def loss(decision_loss, key, raw, eps, shaper, seen):
+    def loss(decision_loss, key, raw, eps, shaper, seen, sigma=None):
         u, z = _split(raw)
-        g = _admitted(key, z, floor).astype(raw.dtype)
+        g = _admitted(key, z, floor, sigma).astype(raw.dtype)
         p = jax.nn.sigmoid(z)
         g_st = g + p - jax.lax.stop_gradient(p)  # value g, gradient of sigmoid(z)
         return decision_loss(g_st * (u + eps), shaper, seen, eps)
@@ -130,9 +133,9 @@ def admission_gaps(decision_loss, decisions, full, shaper, seen, eps):
 
 
 def _diff_loss(floor):
-    def loss(decision_loss, key, raw, eps, shaper, seen):
+    def loss(decision_loss, key, raw, eps, shaper, seen, sigma=None):
         u, z = _split(raw)
-        g = _admitted(key, z, floor)
+        g = _admitted(key, z, floor, sigma)
         decisions = jnp.where(g, u + eps, 0.0)
         gaps = jax.lax.stop_gradient(
             admission_gaps(decision_loss, decisions, u + eps, shaper, seen, eps))
@@ -149,7 +152,7 @@ def _admit_summary(raw):
     return {"admit_prob": jnp.mean(jax.nn.sigmoid(z))}
 
 
-def _admit_head(name: str, loss_of: Callable, floor: float) -> Head:
+def _admit_head(name: str, loss_of: Callable, floor: Callable) -> Head:
     return Head(name=name, width=lambda m: 2 * m, decide=_decide,
                 amount=lambda raw: _split(raw)[0], explore=_explore(floor),
                 loss=loss_of(floor), summary=_admit_summary)
@@ -160,4 +163,17 @@ def make_head(config) -> Head:
     if config.decision_head == "amount":
         return AMOUNT
     loss_of = {"admit_st": _st_loss, "admit_diff": _diff_loss}[config.decision_head]
-    return _admit_head(config.decision_head, loss_of, config.admit_floor)
+    return _admit_head(config.decision_head, loss_of, _floor(config))
+
+
+def _floor(config) -> Callable:
+    """sigma -> the admission draws' floor: ``admit_floor``, or with
+    ``admit_floor_anneal`` admit_floor x sigma / noise_start, so forced rejections
+    fade with the exploration noise (the logits' ``admit_diff`` gradient needs no
+    rejected draw; only the shaper's fit near d = 0 does, early on)."""
+    floor, start = config.admit_floor, config.noise_start
+    if not config.admit_floor_anneal:
+        return lambda sigma: floor
+    if start <= 0:  # no exploration noise to follow
+        return lambda sigma: floor if sigma is None else 0.0
+    return lambda sigma: floor if sigma is None else floor * sigma / start

@@ -41,7 +41,7 @@ def loss2net_step(parts: Loss2NetParts, key, state, batch):
     sigma = parts.noise(state.step)
     eps = sigma * jax.random.normal(key_noise, batch.targets.shape)
     raw, pullback = jax.vjp(lambda p: parts.predict(p, batch.inputs, eps), predictor)
-    decisions = parts.head.explore(key, raw, eps)
+    decisions = parts.head.explore(key, raw, eps, sigma)
     # 2. Decide: the system reports each decision's cost (a black box) and its v.
     costs, v, metric_state = parts.cost.report(state.metric_state, decisions, batch.obs)
     costs, v = jax.lax.stop_gradient((costs, v))
@@ -54,7 +54,7 @@ def loss2net_step(parts: Loss2NetParts, key, state, batch):
     shaper = optax.apply_updates(shaper, s_updates)
     # 4. Step the predictor down the *updated* shaper's surface.
     p_loss, r_grad = jax.value_and_grad(
-        lambda r: parts.head.loss(parts.decision_loss, key, r, eps, shaper, seen))(raw)
+        lambda r: parts.head.loss(parts.decision_loss, key, r, eps, shaper, seen, sigma))(raw)
     (p_grad,) = pullback(r_grad)
     p_updates, p_opt = parts.predictor_tx.update(
         p_grad, state.opt_state["predictor"], predictor

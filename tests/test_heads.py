@@ -44,6 +44,23 @@ def test_admit_head_decides_and_explores():
     assert heads.make_head(l2n.Config()) is heads.AMOUNT
 
 
+def test_annealed_floor_follows_the_noise():
+    cfg = l2n.Config(decision_head="admit_diff", admit_floor=0.1, admit_floor_anneal=True,
+                     noise_start=0.1)
+    head = heads.make_head(cfg)
+    raw = jnp.tile(_raw(jnp.array([[0.3, 0.7]]), jnp.array([[30.0, -30.0]])), (20000, 1))
+    eps = jnp.zeros((20000, 2))
+
+    def admitted(sigma):
+        return np.asarray(head.explore(jax.random.key(0), raw, eps, sigma) != 0).mean(0)
+
+    np.testing.assert_allclose(admitted(0.1), [0.9, 0.1], atol=0.01)  # at noise_start
+    np.testing.assert_allclose(admitted(0.02), [0.98, 0.02], atol=0.005)  # a fifth
+    np.testing.assert_allclose(admitted(None), [0.9, 0.1], atol=0.01)  # no schedule
+    with pytest.raises(ValueError, match="admit_floor_anneal"):
+        l2n.Config(admit_floor_anneal=1)
+
+
 def test_admit_diff_gradient_is_the_exact_expected_loss_gradient():
     # For a separable loss, E_g[l] = sum_i pi_i f_i(u_i) + (1 - pi_i) f_i(0), so
     # dE/dz_i = (f_i(u_i) - f_i(0)) sigma'(z_i) / B whatever g was drawn.
