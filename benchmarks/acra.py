@@ -10,7 +10,8 @@ issue 19 built it, ``benchmarks/results/acra`` for v1; ``acra_v2`` is accepted a
 
 * ``results.csv``: tidy, one row per S x method x seed (``site`` = ``S<n>``,
   ``test_cost`` = - normalised profit, ``profit``, ``accepted`` = mean admitted
-  clients per hour, ``knob`` = tuned margin), resumable: finished (S, method) rows
+  clients per hour, ``knob`` = tuned margin, ``valid_profit`` = a trained method's
+  validation profit, which choices of its settings are made on), resumable: finished (S, method) rows
   are kept and interrupted trainings resume from ``<out>/checkpoints``;
 * ``results.md``: Table 2 (profit and accepted clients, mean ± std, × knapsack);
 * ``fig4_7_learned_cost_S<n>.png`` (``--fig_sites``; v2: S1 = the paper's Fig. 4,
@@ -139,6 +140,7 @@ def main(argv):
     del argv
     import pandas as pd
 
+    import l2n_jax as l2n
     from l2n_jax import methods as methods_lib
     from l2n_jax.usecases import ALIASES, quick_config
 
@@ -173,8 +175,11 @@ def main(argv):
             task = methods_lib.Task(config, {site: ws}, metric, seeds, uc.options(),
                                     label=f"{name}/{site}",
                                     checkpoint_dir=str(ckpt_dir / site), cache=cache)
-            df = methods_lib.run(method, task, name).rows
-            df = df.rename(columns={"cost": "test_cost"})
+            run = methods_lib.run(method, task, name)
+            df = run.rows.rename(columns={"cost": "test_cost"})
+            if site in run.fits:  # trained methods: the profit their selection saw
+                valid = l2n.evaluate(run.fits[site], ws.valid, metric)
+                df["valid_profit"] = -valid.set_index("seed").loc[df.seed, "cost"].values
             df.insert(0, "usecase", name)
             df["wall_s"] = time.perf_counter() - t0
             frames.append(df)
