@@ -9,6 +9,8 @@ sites, and the test profit is printed beside it for the record only.
 
     python benchmarks/acra_v2_budget.py --out=benchmarks/results/acra_v2
     python benchmarks/acra_v2_budget.py --study=heads --out=benchmarks/results/acra_v2
+    python benchmarks/acra_v2_budget.py --sites=S4c,S12c --budgets=300x64,600x64 \
+        --stem=budget_contended --out=benchmarks/results/acra_v2
     python benchmarks/acra_v2_budget.py --study=heads --sites=S1 \
         --heads=amount,admit_st,admit_diff --out=benchmarks/results/acra_v2
 
@@ -151,6 +153,8 @@ def main():
                    help="heads study: comma list of head[/split][+field=value...] "
                         "(default: all six heads x split)")
     p.add_argument("--out", default="benchmarks/results/acra_v2")
+    p.add_argument("--budgets", default=None,
+                   help="budget study: comma list of EPOCHSxBATCH (default: the four above)")
     p.add_argument("--stem", default=None,
                    help="heads study: output file stem (default heads[_<sites>])")
     args = p.parse_args()
@@ -168,10 +172,13 @@ def main():
         (out / f"{stem}.md").write_text(text)
         print(text, f"chosen (validation): {best}")
         return
-    df = run(args.sites.split(","), tuple(range(args.seeds)), BUDGETS)
-    df.to_csv(out / "budget.csv", index=False)
+    budgets = BUDGETS if args.budgets is None else tuple(
+        tuple(int(x) for x in b.split("x")) for b in args.budgets.split(","))
+    stem = args.stem or "budget"
+    df = run(args.sites.split(","), tuple(range(args.seeds)), budgets)
+    df.to_csv(out / f"{stem}.csv", index=False)
     text, best = markdown(df)
-    (out / "budget.md").write_text(text)
+    (out / f"{stem}.md").write_text(text)
     print(text, f"chosen (validation): epochs={best[0]}, batch_size={best[1]}")
 
 
