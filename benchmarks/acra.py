@@ -37,6 +37,8 @@ _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per method.", lower_bound=1)
 _SITES = flags.DEFINE_list("sites", None, "Sites (default: all of the use case's).")
 _METHODS = flags.DEFINE_list("methods", None, "Methods (default: the use case's METHODS).")
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke budget.")
+_HEAD = flags.DEFINE_enum("head", None, ["amount", "admit_st", "admit_diff"],
+                          "Loss2Net's Config.decision_head (default: the use case's).")
 _FIG_SITES = flags.DEFINE_list("fig_sites", None,
                                "Sites whose learned cost is plotted (acra: S4; v2: S1,S4).")
 _FORECASTER = {
@@ -151,6 +153,8 @@ def main(argv):
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
     config = quick_config() if _QUICK.value else uc.get_config()
+    if _HEAD.value:
+        config = config.replace(decision_head=_HEAD.value)
     seeds = tuple(range(_SEEDS.value))
     sites = tuple(_SITES.value or uc.SITES)
     methods = tuple(_METHODS.value or uc.METHODS)
