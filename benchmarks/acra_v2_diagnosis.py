@@ -73,7 +73,7 @@ def markdown(df: pd.DataFrame, head: str) -> str:
              "|---|---|" + "---|" * len(cols)]
     for _, r in t.iterrows():
         lines.append(f"| {r.site} | {r.policy} | "
-                     + " | ".join(f"{r[c]:.4f}" if c not in ("accepted",) else f"{r[c]:.2f}"
+                     + " | ".join(f"{r[c]:.2f}" if c == "accepted" else f"{r[c]:.4f}"
                                   for c in cols) + " |")
     return "\n".join(lines) + "\n"
 

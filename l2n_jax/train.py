@@ -180,6 +180,16 @@ def _loss2net_init(config: Config, predictor, shaper, shaper_tx, memory, cost,
     return init
 
 
+def _metric_layout(config: Config, shapes: Shapes, metric, segments: int, stateful: bool):
+    """(the width j of the metric's v, the batch lanes, steps per epoch): a
+    StatefulMetric's batches are ``segments`` contiguous lanes, others shuffled."""
+    m, k = shapes.decision_dim, shapes.obs_dim
+    j = shapes.v_dim or (v_dim(metric, np.zeros((8, m)), np.zeros((8, k))) if stateful else 0)
+    n_steps = (batching.segmented(config.batch_size, shapes.n_train, segments) if stateful
+               else batching.shuffled(config.batch_size, shapes.n_train)).steps
+    return j, segments if stateful else None, n_steps
+
+
 def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
                      hyper: bool = False):
     """Loss2Net: the predictor learns through a shaper fitted to reported costs.
@@ -193,10 +203,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
         raise ValueError("make_program: Loss2Net needs a metric")
     m, k = shapes.decision_dim, shapes.obs_dim
     stateful = isinstance(metric, StatefulMetric)
-    j = shapes.v_dim or (v_dim(metric, np.zeros((8, m)), np.zeros((8, k))) if stateful else 0)
-    lanes = segments if stateful else None
-    n_steps = (batching.segmented(config.batch_size, shapes.n_train, segments) if stateful
-               else batching.shuffled(config.batch_size, shapes.n_train)).steps
+    j, lanes, n_steps = _metric_layout(config, shapes, metric, segments, stateful)
     predictor = nets.make_predictor(config, shapes.input_shape, m)
     head = heads.make_head(config)
     shaper = nets.make_shaper(config, variants.feature_dim(config, m, k + j), m)

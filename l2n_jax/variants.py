@@ -161,9 +161,10 @@ def features(config: Config) -> Callable:
 
 
 def feature_dim(config: Config, decision_dim: int, seen_dim: int) -> int:
-    """The shaper's input width for ``features(config)``."""
-    extra = decision_dim if config.shaper_input == "admission" else 0
-    return decision_dim + extra + seen_dim
+    """The shaper's input width for ``features(config)`` (read off its output shape)."""
+    out = jax.eval_shape(features(config), jax.ShapeDtypeStruct((1, decision_dim), jnp.float32),
+                         jax.ShapeDtypeStruct((1, seen_dim), jnp.float32))
+    return out.shape[-1]
 
 
 def shaper_fit_loss(shaper_apply, features_fn) -> Callable:
