@@ -128,6 +128,16 @@ class Config:
         clipped to [admit_floor, 1 - admit_floor], so the shaper keeps seeing both.
       admit_floor_anneal: the floor decays with the exploration noise, admit_floor
         x sigma_t / noise_start (fewer forced rejections as training ends).
+      ir_anchor: Loss2Net only: weight of pre-training's IR term (each IR's MSE on
+        its own series' next value) kept in the predictor's co-training gradient,
+        so the IRs stay precise forecasters while the shaper moves the decisions
+        (the assembler, with ``forecast_skip`` a linear path from the forecasts,
+        is free to add margins). 0 = the paper's. Added measure (issue 18).
+      spread_anchor: Loss2Net only: weight of the batch variance of the predictor's
+        errors (decision - target, per decision) added to its co-training loss:
+        the spread is penalised as MSE penalises it, the level (a margin, a
+        quantile-like offset) is left to the learned cost. 0 = the paper's. Added
+        measure (issue 18).
     """
 
     epochs: int = 60
@@ -171,6 +181,8 @@ class Config:
     decision_head: str = "amount"
     admit_floor: float = 0.05
     admit_floor_anneal: bool = False
+    ir_anchor: float = 0.0
+    spread_anchor: float = 0.0
 
     def __post_init__(self):
         validate(self)
@@ -260,7 +272,8 @@ def validate(config: Config) -> None:
     _choice(config, "decision_head", _DECISION_HEADS)
     for name in ("omega0_first", "omega0", "lr_min", "lr_max", "shaper_lr", "pretrain_lr"):
         _positive_float(config, name)
-    for name in ("noise_start", "noise_end", "range_penalty", "cost_to_go"):
+    for name in ("noise_start", "noise_end", "range_penalty", "cost_to_go", "ir_anchor",
+                 "spread_anchor"):
         _positive_float(config, name, allow_zero=True)
     _positive_float(config, "admit_floor", allow_zero=True)
     if config.admit_floor >= 0.5:

@@ -31,6 +31,8 @@ class Loss2NetParts(NamedTuple):
     shaper_tx: optax.GradientTransformation
     predictor_tx: optax.GradientTransformation
     head: Head = AMOUNT  # raw outputs -> decisions (l2n_jax.heads; the paper's: identity)
+    # (predictor, batch, eps, its gradient) -> the gradient stepped (the paper's: as is)
+    anchor: Callable = lambda predictor, batch, eps, grad: grad
 
 
 def loss2net_step(parts: Loss2NetParts, key, state, batch):
@@ -56,6 +58,7 @@ def loss2net_step(parts: Loss2NetParts, key, state, batch):
     p_loss, r_grad = jax.value_and_grad(
         lambda r: parts.head.loss(parts.decision_loss, key, r, eps, shaper, seen, sigma))(raw)
     (p_grad,) = pullback(r_grad)
+    p_grad = parts.anchor(predictor, batch, eps, p_grad)
     p_updates, p_opt = parts.predictor_tx.update(
         p_grad, state.opt_state["predictor"], predictor
     )

@@ -190,6 +190,22 @@ def _metric_layout(config: Config, shapes: Shapes, metric, segments: int, statef
     return j, segments if stateful else None, n_steps
 
 
+def _anchor(config: Config, predictor, head):
+    """The predictor's gradient as is (the paper's), or with ``Config.ir_anchor``
+    its IRs' forecasting term and/or ``Config.spread_anchor`` its errors' spread
+    added."""
+    anchors = []
+    if config.ir_anchor > 0:
+        anchors.append(variants.ir_anchor(
+            config.ir_anchor, lambda p, x, e: predictor.raw(p, x, e)[1]))
+    if config.spread_anchor > 0:
+        anchors.append(variants.spread_anchor(
+            config.spread_anchor, lambda p, x, e: head.amount(predictor.raw(p, x, e)[0])))
+    if not anchors:
+        return steps.Loss2NetParts._field_defaults["anchor"]
+    return anchors[0] if len(anchors) == 1 else variants.chain(*anchors)
+
+
 def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
                      hyper: bool = False):
     """Loss2Net: the predictor learns through a shaper fitted to reported costs.
@@ -219,6 +235,8 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
     def predict(params, inputs, eps):
         return predictor.raw(params, inputs, eps)[0]
 
+    anchor = _anchor(config, predictor, head)
+
     def layout(train):
         return batching.for_split(config.batch_size, train, lanes)
 
@@ -241,7 +259,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
                 predict=predict, head=head, cost=cost,
                 noise=schedules.noise_std(c, n_epochs * live),
                 lr=lr, target=target, memory=memory, shaper_loss=shaper_loss,
-                decision_loss=decision_loss,
+                decision_loss=decision_loss, anchor=anchor,
                 shaper_tx=variants.shaper_optimizer(c) if values else shaper_tx,
                 predictor_tx=variants.predictor_optimizer(
                     lr, config.shaper_warmup_epochs, live, config.alternate_steps),

@@ -132,6 +132,45 @@ def cost_to_go(discount: float, lanes: int) -> Callable:
     return targets
 
 
+def ir_anchor(weight: float, forecasts: Callable) -> Callable:
+    """``Config.ir_anchor``: adds ``weight`` x the gradient of the IRs' MSE on their
+    series' next values (``forecasts(params, inputs, eps) -> [B, S]``) to the
+    predictor's gradient down the shaper."""
+
+    def anchor(params, batch, eps, grad):
+        def mse(p):
+            return jnp.mean((forecasts(p, batch.inputs, eps) - batch.ir_targets) ** 2)
+
+        return jax.tree.map(lambda g, a: g + weight * a, grad, jax.grad(mse)(params))
+
+    return anchor
+
+
+def spread_anchor(weight: float, amounts: Callable) -> Callable:
+    """``Config.spread_anchor``: adds ``weight`` x the gradient of the batch variance
+    of the predictor's errors (``amounts(params, inputs, eps) -> [B, m]`` minus the
+    targets, per decision, averaged over decisions) to the predictor's gradient."""
+
+    def anchor(params, batch, eps, grad):
+        def spread(p):
+            return jnp.mean(jnp.var(amounts(p, batch.inputs, eps) - batch.targets, axis=0))
+
+        return jax.tree.map(lambda g, a: g + weight * a, grad, jax.grad(spread)(params))
+
+    return anchor
+
+
+def chain(*anchors: Callable) -> Callable:
+    """Anchors applied one after the other to the predictor's gradient."""
+
+    def anchor(params, batch, eps, grad):
+        for one in anchors:
+            grad = one(params, batch, eps, grad)
+        return grad
+
+    return anchor
+
+
 def decision_features(decisions, seen):
     """The paper's shaper input: the decision and what the system revealed."""
     return jnp.concatenate([decisions, seen], axis=-1)

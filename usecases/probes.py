@@ -89,6 +89,19 @@ VARIANTS = {
     "noise_end/10": {"replay_size": 16384, "noise_end": 1e-4},
     "omega60": {"replay_size": 16384, "omega0_first": 60.0},
     "omega15": {"replay_size": 16384, "omega0_first": 15.0},
+    # The IRs keep pre-training's forecasting term while the shaper moves the
+    # decisions (Config.ir_anchor, at three weights).
+    "anchor1": {"replay_size": 16384, "ir_anchor": 1.0},
+    "anchor10": {"replay_size": 16384, "ir_anchor": 10.0},
+    "anchor100": {"replay_size": 16384, "ir_anchor": 100.0},
+    # The errors' spread penalised as MSE does, their level left to the shaper
+    # (Config.spread_anchor).
+    "spread1": {"replay_size": 16384, "spread_anchor": 1.0},
+    "spread10": {"replay_size": 16384, "spread_anchor": 10.0},
+    "spread100": {"replay_size": 16384, "spread_anchor": 100.0},
+    "spread10+offset": {"replay_size": 16384, "spread_anchor": 10.0, "tune_offset": True},
+    "spread100+offset": {"replay_size": 16384, "spread_anchor": 100.0,
+                         "tune_offset": True},
 }
 
 
