@@ -40,6 +40,21 @@ jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
+MAX_WORKERS = 4  # pytest-xdist's '-n auto' (pyproject.toml): at most this many
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, if installed
+def pytest_xdist_auto_num_workers(config):
+    """One worker per core this process may use (not every core the machine has:
+    a container's CPU set), at most MAX_WORKERS: each worker holds its own JAX."""
+    del config
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
 # Under-provisioning is UNDER_WEIGHT times dearer than over-provisioning: the
 # optimal decision is the UNDER_WEIGHT / (UNDER_WEIGHT + 1) quantile (0.8).
 UNDER_WEIGHT = 4.0
