@@ -235,8 +235,6 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
     def predict(params, inputs, eps):
         return predictor.raw(params, inputs, eps)[0]
 
-    anchor = _anchor(config, predictor, head)
-
     def layout(train):
         return batching.for_split(config.batch_size, train, lanes)
 
@@ -259,7 +257,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
                 predict=predict, head=head, cost=cost,
                 noise=schedules.noise_std(c, n_epochs * live),
                 lr=lr, target=target, memory=memory, shaper_loss=shaper_loss,
-                decision_loss=decision_loss, anchor=anchor,
+                decision_loss=decision_loss, anchor=_anchor(config, predictor, head),
                 shaper_tx=variants.shaper_optimizer(c) if values else shaper_tx,
                 predictor_tx=variants.predictor_optimizer(
                     lr, config.shaper_warmup_epochs, live, config.alternate_steps),
