@@ -3,6 +3,7 @@
     python benchmarks/acra.py                      # v2 (traffic clients), both families
     python benchmarks/acra.py --usecase=acra_pjm   # v1 (PJM clients), all S, 5 seeds
     python benchmarks/acra.py --quick              # smoke budget
+    python benchmarks/acra.py --set=admit_floor=0.01 --set=shaper_input=admission
 
 writes under ``--out`` (default ``benchmarks/results/acra_v2/table2`` for v2, where
 issue 19 built it, ``benchmarks/results/acra`` for v1; ``acra_v2`` is accepted as
@@ -39,6 +40,8 @@ _METHODS = flags.DEFINE_list("methods", None, "Methods (default: the use case's 
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke budget.")
 _HEAD = flags.DEFINE_enum("head", None, ["amount", "admit_st", "admit_diff"],
                           "Loss2Net's Config.decision_head (default: the use case's).")
+_SET = flags.DEFINE_multi_string("set", [], "NAME=VALUE: a Config field of Loss2Net's "
+                                  "(and bm_split's) config, as l2n_train's --set.")
 _FIG_SITES = flags.DEFINE_list("fig_sites", None,
                                "Sites whose learned cost is plotted (acra: S4; v2: S1,S4).")
 _FORECASTER = {
@@ -155,6 +158,10 @@ def main(argv):
     config = quick_config() if _QUICK.value else uc.get_config()
     if _HEAD.value:
         config = config.replace(decision_head=_HEAD.value)
+    if _SET.value:
+        from l2n_jax.cli import _parse_field
+
+        config = config.replace(**dict(_parse_field(config, t) for t in _SET.value))
     seeds = tuple(range(_SEEDS.value))
     sites = tuple(_SITES.value or uc.SITES)
     methods = tuple(_METHODS.value or uc.METHODS)
