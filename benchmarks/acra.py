@@ -159,9 +159,12 @@ def main(argv):
     if _HEAD.value:
         config = config.replace(decision_head=_HEAD.value)
     if _SET.value:
-        from l2n_jax.cli import _parse_field
+        from l2n_jax.config import parse_field
 
-        config = config.replace(**dict(_parse_field(config, t) for t in _SET.value))
+        try:
+            config = config.replace(**dict(parse_field(config, t) for t in _SET.value))
+        except ValueError as e:
+            raise app.UsageError(str(e)) from None
     seeds = tuple(range(_SEEDS.value))
     sites = tuple(_SITES.value or uc.SITES)
     methods = tuple(_METHODS.value or uc.METHODS)

@@ -37,6 +37,7 @@ import l2n_jax
 from l2n_jax import (
     cli_process,
     compiles,
+    config as config_lib,
     distributed,
     progress,
     tables,
@@ -147,30 +148,10 @@ def _metric_params(name):
 
 def _parse_field(config, text):
     """``NAME=VALUE`` -> (name, value typed as the field's current value)."""
-    name, sep, raw = text.partition("=")
-    fields = config.to_dict()
-    if not sep or name not in fields:
-        raise app.UsageError(
-            f"--set={text}: expected NAME=VALUE with NAME a Config field; fields: "
-            + ", ".join(fields)
-        )
-    current = fields[name]
     try:
-        if isinstance(current, bool):
-            if raw.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(raw)
-            value = raw.lower() in ("true", "1")
-        elif isinstance(current, (int, float)):
-            value = type(current)(raw)
-        elif isinstance(current, tuple):
-            value = tuple(int(v) for v in raw.split(",") if v.strip())
-        else:
-            value = raw
-    except ValueError:
-        raise app.UsageError(
-            f"--set={text}: {raw!r} is not a valid {type(current).__name__} for {name}"
-        ) from None
-    return name, value
+        return config_lib.parse_field(config, text)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
 
 
 def _app_main(argv):

@@ -312,3 +312,32 @@ def validate(config: Config) -> None:
                  "split_shaper", "tune_offset", "admit_floor_anneal"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"Config.{name} must be a bool, got {getattr(config, name)!r}")
+
+
+def parse_field(config: Config, text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` (a ``--set``) -> (name, value typed as the field's current
+    value); ValueError names what is wrong."""
+    name, sep, raw = text.partition("=")
+    fields = config.to_dict()
+    if not sep or name not in fields:
+        raise ValueError(
+            f"--set={text}: expected NAME=VALUE with NAME a Config field; fields: "
+            + ", ".join(fields)
+        )
+    current = fields[name]
+    try:
+        if isinstance(current, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(raw)
+            value = raw.lower() in ("true", "1")
+        elif isinstance(current, (int, float)):
+            value = type(current)(raw)
+        elif isinstance(current, tuple):
+            value = tuple(int(v) for v in raw.split(",") if v.strip())
+        else:
+            value = raw
+    except ValueError:
+        raise ValueError(
+            f"--set={text}: {raw!r} is not a valid {type(current).__name__} for {name}"
+        ) from None
+    return name, value
