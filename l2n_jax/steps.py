@@ -3,7 +3,8 @@ loss's step, each ``step(parts, key, state, batch) -> (state, metrics)``.
 
 ``parts`` holds the pieces chosen when the program was built (``l2n_jax.train``):
 networks, schedules, the system's cost model, the shaper's memory, the predictor's
-objective (and any anchor on its gradient) and the two optimisers. Nothing below reads a flag.
+objective (and any anchor on its gradient) and the two optimisers. Nothing below
+reads a flag.
 """
 
 from typing import Callable, NamedTuple

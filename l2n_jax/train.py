@@ -203,7 +203,7 @@ def _anchor(config: Config, predictor, head):
             config.spread_anchor, lambda p, x, e: head.amount(predictor.raw(p, x, e)[0])))
     if not anchors:
         return steps.Loss2NetParts._field_defaults["anchor"]
-    return anchors[0] if len(anchors) == 1 else variants.chain(*anchors)
+    return variants.chain(*anchors)
 
 
 def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,

@@ -132,32 +132,30 @@ def cost_to_go(discount: float, lanes: int) -> Callable:
     return targets
 
 
-def ir_anchor(weight: float, forecasts: Callable) -> Callable:
-    """``Config.ir_anchor``: adds ``weight`` x the gradient of the IRs' MSE on their
-    series' next values (``forecasts(params, inputs, eps) -> [B, S]``) to the
-    predictor's gradient down the shaper."""
+def gradient_anchor(weight: float, term: Callable) -> Callable:
+    """An anchor that adds ``weight`` x the gradient of ``term(params, batch, eps)``
+    (a scalar) to the predictor's gradient down the shaper."""
 
     def anchor(params, batch, eps, grad):
-        def mse(p):
-            return jnp.mean((forecasts(p, batch.inputs, eps) - batch.ir_targets) ** 2)
-
-        return jax.tree.map(lambda g, a: g + weight * a, grad, jax.grad(mse)(params))
+        extra = jax.grad(term)(params, batch, eps)
+        return jax.tree.map(lambda g, a: g + weight * a, grad, extra)
 
     return anchor
+
+
+def ir_anchor(weight: float, forecasts: Callable) -> Callable:
+    """``Config.ir_anchor``: the IRs' MSE on their series' next values
+    (``forecasts(params, inputs, eps) -> [B, S]``), as a ``gradient_anchor``."""
+    return gradient_anchor(weight, lambda p, batch, eps: jnp.mean(
+        (forecasts(p, batch.inputs, eps) - batch.ir_targets) ** 2))
 
 
 def spread_anchor(weight: float, amounts: Callable) -> Callable:
-    """``Config.spread_anchor``: adds ``weight`` x the gradient of the batch variance
-    of the predictor's errors (``amounts(params, inputs, eps) -> [B, m]`` minus the
-    targets, per decision, averaged over decisions) to the predictor's gradient."""
-
-    def anchor(params, batch, eps, grad):
-        def spread(p):
-            return jnp.mean(jnp.var(amounts(p, batch.inputs, eps) - batch.targets, axis=0))
-
-        return jax.tree.map(lambda g, a: g + weight * a, grad, jax.grad(spread)(params))
-
-    return anchor
+    """``Config.spread_anchor``: the batch variance of the predictor's errors
+    (``amounts(params, inputs, eps) -> [B, m]`` minus the targets, per decision,
+    averaged over decisions), as a ``gradient_anchor``."""
+    return gradient_anchor(weight, lambda p, batch, eps: jnp.mean(
+        jnp.var(amounts(p, batch.inputs, eps) - batch.targets, axis=0)))
 
 
 def chain(*anchors: Callable) -> Callable:
