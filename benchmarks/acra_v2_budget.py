@@ -7,7 +7,7 @@ budget below trains the same Loss2Net (v1's architecture and learning rate) with
 the same seeds; the choice is the budget of highest mean VALIDATION profit over the
 sites, and the test profit is printed beside it for the record only.
 
-    python benchmarks/acra_v2_budget.py --out=benchmarks/results/acra_v2
+    python benchmarks/acra_v2_budget.py --head=amount --out=benchmarks/results/acra_v2
     python benchmarks/acra_v2_budget.py --study=heads --out=benchmarks/results/acra_v2
     python benchmarks/acra_v2_budget.py --sites=S4c,S12c --budgets=300x64,600x64 \
         --stem=budget_contended --out=benchmarks/results/acra_v2
@@ -16,21 +16,24 @@ sites, and the test profit is printed beside it for the record only.
 
 Output: ``budget.csv`` (one row per site x budget x seed) and ``budget.md``; with
 ``--study=heads``, ``heads.csv`` / ``heads.md``: the chosen budget with each
-``Config.decision_head`` (issue 19 item 5), Loss2Net and bm_split.
+``Config.decision_head`` (issue 19 item 5), Loss2Net and bm_split. A head is a spec
+``head[/split][+field=value...]`` of ``acra_v2.head_config``, measured from the
+engine's defaults for the head fields, so ``admit_diff`` is the 5%-floor head
+without the admission input, and acra's default is
+``admit_diff+admit_floor=0.01+shaper_input=admission``.
 """
 
 import argparse
-import dataclasses
 import pathlib
 import time
 
 import numpy as np
 import pandas as pd
 import l2n_jax as l2n
-from l2n_jax.usecases import REGISTRY
+from l2n_jax.usecases import REGISTRY, acra_v2
 
 BUDGETS = ((100, 64), (100, 256), (300, 64), (300, 256))  # (epochs, batch size)
-HEADS = tuple((head, split) for split in (False, True)
+HEADS = tuple(head + split for split in ("", "/split")
               for head in ("amount", "admit_st", "admit_diff"))
 
 
@@ -54,56 +57,40 @@ def _fit_rows(uc, ws, config, metric, seeds, label, keys):
 
 
 def _run(sites, seeds, variants, partial=None):
-    """Every (label, Config overrides, row keys) of ``variants`` on every site; the
-    rows so far are written to ``partial`` (a csv path) after each fit, so a long
-    study that is stopped keeps what it finished."""
+    """Every (label, Config, row keys) of ``variants`` on every site; the rows so
+    far are written to ``partial`` (a csv path) after each fit, so a long study
+    that is stopped keeps what it finished."""
     uc = REGISTRY["acra"]
-    metric, base = uc.make_metric(), uc.get_config()
+    metric = uc.make_metric()
     rows = []
     for site in sites:
         ws = uc.load(site)
-        for label, overrides, keys in variants:
-            rows += _fit_rows(uc, ws, base.replace(**overrides), metric, seeds,
+        for label, config, keys in variants:
+            rows += _fit_rows(uc, ws, config, metric, seeds,
                               f"{site}/{label}", {"site": site, **keys})
             if partial is not None:
                 pd.DataFrame(rows).to_csv(partial, index=False)
     return pd.DataFrame(rows)
 
 
-def run(sites, seeds, budgets):
+def run(sites, seeds, budgets, head="admit_diff"):
+    base = acra_v2.head_config(head)
     return _run(sites, seeds, [
-        (f"e{e}b{b}", dict(epochs=e, batch_size=b, pretrain_epochs=max(1, e // 10),
-                           log_every=max(1, e // 5)), {"epochs": e, "batch_size": b})
+        (f"e{e}b{b}", base.replace(epochs=e, batch_size=b, pretrain_epochs=max(1, e // 10),
+                                   log_every=max(1, e // 5)), {"epochs": e, "batch_size": b})
         for e, b in budgets])
 
 
-def parse_variant(spec: str):
-    """``head[/split][+field=value...]`` -> (head, split, {field: value}): e.g.
-    ``admit_diff+shaper_input=admission+admit_floor=0.01``."""
-    name, *pairs = spec.split("+")
-    fields = {f.name: f.type for f in dataclasses.fields(l2n.Config)}
-    extra = {}
-    for pair in pairs:
-        key, value = pair.split("=")
-        if fields.get(key) not in (int, float, str, bool):
-            raise ValueError(f"{spec!r}: {key!r} is not a scalar Config field")
-        extra[key] = value == "True" if fields[key] is bool else fields[key](value)
-    return name.split("/")[0], name.endswith("/split"), extra
-
-
-def run_heads(sites, seeds, variants=HEADS, partial=None):
-    """Each decision head, with the assembler (loss2net) and without (bm_split);
-    a variant is (head, split) or (head, split, more Config overrides)."""
-    named = []
-    for v in variants:
-        head, split, extra = (*v, {})[:3]
-        tag = "+".join(f"{k}={x}" for k, x in extra.items())
-        named.append(("bm_split" if split else "loss2net", head, split, extra, tag))
-    return _run(sites, seeds, [
-        (f"{m}/{head}" + (f"+{tag}" if tag else ""),
-         dict(decision_head=head, split_irs=split, **extra),
-         {"method": m, "head": head + (f"+{tag}" if tag else "")})
-        for m, head, split, extra, tag in named], partial)
+def run_heads(sites, seeds, specs=HEADS, partial=None):
+    """Each head spec (``acra_v2.head_config``), with the assembler (loss2net) or,
+    for ``head/split``, without (bm_split)."""
+    variants = []
+    for spec in specs:
+        config = acra_v2.head_config(spec)
+        method = "bm_split" if config.split_irs else "loss2net"
+        head = spec.replace("/split", "")
+        variants.append((f"{method}/{head}", config, {"method": method, "head": head}))
+    return _run(sites, seeds, variants, partial)
 
 
 def markdown_heads(df):
@@ -152,6 +139,9 @@ def main():
     p.add_argument("--heads", default=None,
                    help="heads study: comma list of head[/split][+field=value...] "
                         "(default: all six heads x split)")
+    p.add_argument("--head", default="admit_diff",
+                   help="budget study: the head spec trained (acra_v2.head_config; "
+                        "BUILD_NOTES §20i ran amount)")
     p.add_argument("--out", default="benchmarks/results/acra_v2")
     p.add_argument("--budgets", default=None,
                    help="budget study: comma list of EPOCHSxBATCH (default: the four above)")
@@ -161,8 +151,7 @@ def main():
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.study == "heads":
-        variants = HEADS if args.heads is None else tuple(
-            parse_variant(v) for v in args.heads.split(","))
+        variants = HEADS if args.heads is None else tuple(args.heads.split(","))
         stem = args.stem or ("heads" if args.heads is None
                              else "heads_" + "_".join(args.sites.split(",")))
         df = run_heads(args.sites.split(","), tuple(range(args.seeds)), variants,
@@ -175,7 +164,7 @@ def main():
     budgets = BUDGETS if args.budgets is None else tuple(
         tuple(int(x) for x in b.split("x")) for b in args.budgets.split(","))
     stem = args.stem or "budget"
-    df = run(args.sites.split(","), tuple(range(args.seeds)), budgets)
+    df = run(args.sites.split(","), tuple(range(args.seeds)), budgets, args.head)
     df.to_csv(out / f"{stem}.csv", index=False)
     text, best = markdown(df)
     (out / f"{stem}.md").write_text(text)

@@ -3,8 +3,10 @@
     python benchmarks/acra_v2_diagnosis.py --sites=S4,S8c,S12c --seeds=3 \
         --out=benchmarks/results/acra_v2
 
-For each site, Loss2Net is trained at the use case's config (any head:
-``--head``) and its TEST decisions, with those of the knapsack (a), the per-client
+For each site, Loss2Net is trained at the use case's config with the head spec
+``--head`` (``acra_v2.head_config``: ``amount``, ``admit_diff`` at the engine's head
+defaults, ``admit_diff+admit_floor=0.01+shaper_input=admission`` = acra's default)
+and its TEST decisions, with those of the knapsack (a), the per-client
 factors (c) and the oracle (e), are broken down by the emulator
 (``acra_qoe.profit_breakdown``): revenue, QoE cut, churn fees, opex, fixed cost and
 the over-booking penalty (all per period, normalised as the profit is), the
@@ -47,7 +49,7 @@ def breakdown(decisions: np.ndarray, ws, site: str) -> dict:
 def run(sites, seeds, head):
     uc = REGISTRY["acra"]
     metric = uc.make_metric()
-    config = uc.get_config().replace(decision_head=head)
+    config = acra_v2.head_config(head)
     rows = []
     for site in sites:
         ws = uc.load(site)
@@ -83,12 +85,14 @@ def main():
     p.add_argument("--sites", default="S4,S8c,S12c")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--head", default="amount")
+    p.add_argument("--stem", default=None,
+                   help="output file stem (default diagnosis[_<head>])")
     p.add_argument("--out", default="benchmarks/results/acra_v2")
     args = p.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     df = run(args.sites.split(","), tuple(range(args.seeds)), args.head)
-    stem = "diagnosis" if args.head == "amount" else f"diagnosis_{args.head}"
+    stem = args.stem or ("diagnosis" if args.head == "amount" else f"diagnosis_{args.head}")
     df.to_csv(out / f"{stem}.csv", index=False)
     text = markdown(df, args.head)
     (out / f"{stem}.md").write_text(text)

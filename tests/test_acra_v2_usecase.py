@@ -91,12 +91,18 @@ def test_headroom_default_s2_row():
     assert float(rows["profit"].iloc[0]) == pytest.approx(0.2356, abs=1e-4)
 
 
-def test_tiny_fit_runs_and_gives_finite_costs():
+@pytest.mark.parametrize("split", [False, True], ids=["loss2net", "bm_split"])
+def test_tiny_fit_at_the_default_head_runs_and_gives_finite_costs(split):
     ws = acra_v2.load("S2")
-    config = acra_v2.get_config(quick=True).replace(epochs=2, pretrain_epochs=1)
+    default = acra_v2.get_config()
+    head = {k: getattr(default, k) for k in acra_v2.HEAD_FIELDS}
+    config = acra_v2.get_config(quick=True).replace(epochs=2, pretrain_epochs=1,
+                                                     split_irs=split, **head)
     fit = l2n.fit(config, ws.train, acra_v2.make_metric(), seeds=(0,), valid=ws.valid,
                   verbose=False)
     assert np.isfinite(fit.history["cost"].to_numpy()).all()
+    decisions = np.asarray(fit.predict(ws.test.inputs))
+    assert decisions.shape == (1, len(ws.test.obs), 2) and (decisions >= 0).all()
 
 
 def test_set_changes_counts_periods_off_the_most_frequent_set():
@@ -118,3 +124,19 @@ def test_summary_states_the_share_of_the_c_to_e_gap():
     line = next(x for x in table.splitlines() if "| loss2net |" in x)
     cells = [c.strip() for c in line.split("|")]
     assert cells[4:7] == ["1.750", "1.167", "0.50"]
+
+
+def test_head_specs_start_from_the_engines_head_defaults():
+    # The default is one spec; a bare head name is that head at Config's floor and
+    # input, whatever acra's default is, so a committed study command keeps its meaning.
+    default = acra_v2.get_config()
+    assert acra_v2.head_config("admit_diff+admit_floor=0.01+shaper_input=admission") == default
+    bare = acra_v2.head_config("admit_diff")
+    assert (bare.admit_floor, bare.shaper_input) == (l2n.Config().admit_floor, "decision")
+    assert bare.replace(admit_floor=0.01, shaper_input="admission") == default
+    split = acra_v2.head_config("amount/split")
+    assert split.split_irs and split.decision_head == "amount" and not default.split_irs
+    with pytest.raises(ValueError, match="head"):
+        acra_v2.head_config("amount/joint")
+    with pytest.raises(ValueError, match="Config field"):
+        acra_v2.head_config("admit_diff+no_such_field=1")
