@@ -138,6 +138,11 @@ class Config:
         the spread is penalised as MSE penalises it, the level (a margin, a
         quantile-like offset) is left to the learned cost. 0 = the paper's. Added
         measure (issue 18).
+      predictor_average: Loss2Net only: decay of an exponential moving average of
+        the predictor's parameters over co-training steps; validation and the
+        result use the average (the live predictor keeps training), so the noise
+        a learned surface's per-sample gradient puts into the parameters is
+        averaged out. 0 = the paper's (no average). Added measure (issue 18).
     """
 
     epochs: int = 60
@@ -183,6 +188,7 @@ class Config:
     admit_floor_anneal: bool = False
     ir_anchor: float = 0.0
     spread_anchor: float = 0.0
+    predictor_average: float = 0.0
 
     def __post_init__(self):
         validate(self)
@@ -282,6 +288,9 @@ def validate(config: Config) -> None:
         raise ValueError("Config.tune_offset adds an offset to every decision, which "
                          "would admit the rejected ones of decision_head="
                          f"{config.decision_head!r}")
+    _positive_float(config, "predictor_average", allow_zero=True)
+    if config.predictor_average >= 1.0:
+        raise ValueError(f"Config.predictor_average must be < 1, got {config.predictor_average}")
     if config.cost_to_go >= 1.0:
         raise ValueError(f"Config.cost_to_go must be < 1, got {config.cost_to_go}")
     if config.lr_min > config.lr_max:

@@ -25,7 +25,7 @@ from typing import Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from l2n_jax import baselines, engine, grids, progress, runs, starts
+from l2n_jax import baselines, engine, grids, progress, runs, starts, variants
 from l2n_jax import checkpoint as ckpt_lib
 from l2n_jax.config import Config
 from l2n_jax.data import Split, Windows
@@ -63,7 +63,7 @@ def _results(program, config, done, pre, selected, seeds, method, shapes, sites,
              train):
     """A FitResult (or {site: FitResult}) from a finished run."""
     state, steps = done.state, program.steps_per_epoch
-    params = engine.final_params(state, selected)
+    params = variants.delivered(engine.final_params(state, selected))
     best_epoch = (np.asarray(state.best_epoch) if selected
                   else np.full(np.shape(state.bad_step), -1))
     timing = {**pre, "compile_s": done.compile_s, "run_s": done.run_s,

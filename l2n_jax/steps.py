@@ -15,7 +15,7 @@ import optax
 
 from l2n_jax.heads import AMOUNT, Head
 from l2n_jax.metrics import CostModel
-from l2n_jax.variants import Memory
+from l2n_jax.variants import Memory, no_average
 
 
 class Loss2NetParts(NamedTuple):
@@ -34,6 +34,9 @@ class Loss2NetParts(NamedTuple):
     head: Head = AMOUNT  # raw outputs -> decisions (l2n_jax.heads; the paper's: identity)
     # (predictor, batch, eps, its gradient) -> the gradient stepped (the paper's: as is)
     anchor: Callable = lambda predictor, batch, eps, grad: grad
+    # (new params, old params, step) -> the params kept (the paper's: new; or with a
+    # moving average of the predictor's, variants.moving_average)
+    average: Callable = no_average
 
 
 def loss2net_step(parts: Loss2NetParts, key, state, batch):
@@ -66,7 +69,8 @@ def loss2net_step(parts: Loss2NetParts, key, state, batch):
     predictor = optax.apply_updates(predictor, p_updates)
 
     new_state = state.replace(
-        params={"predictor": predictor, "shaper": shaper},
+        params=parts.average({"predictor": predictor, "shaper": shaper}, state.params,
+                             state.step),
         opt_state={"predictor": p_opt, "shaper": s_opt},
         step=state.step + 1,
         replay=replay,

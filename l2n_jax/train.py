@@ -106,6 +106,8 @@ def mse_pretrain(config: Config, predictor) -> Callable:
         p = state.params["predictor"]
         (p, _), _ = jax.lax.scan(epoch, (p, tx.init(p)), jnp.arange(config.pretrain_epochs))
         params = dict(state.params, predictor=p)
+        if variants.AVERAGE in params:  # a run without co-training delivers p
+            params[variants.AVERAGE] = p
         return state.replace(params=params, best_params=params)
 
     return pretrain
@@ -145,7 +147,8 @@ def _cost_validator(predictor, metric_b, m: int) -> Callable:
     predictor's decisions on the validation split, which also selects the epoch."""
 
     def validate(state, valid: Split):
-        pred = nets.predict(predictor, state.params["predictor"], valid.windows.inputs, m)
+        params = variants.delivered(state.params)["predictor"]
+        pred = nets.predict(predictor, params, valid.windows.inputs, m)
         cost_value = _valid_mean(valid, metric_b(pred, valid.windows.obs))
         return cost_value, {"valid_cost": cost_value}
 
@@ -168,6 +171,8 @@ def _loss2net_init(config: Config, predictor, shaper, shaper_tx, memory, cost,
         grids.check_fields(values)
         params = {"predictor": predictor.init(key_p),
                   "shaper": shaper.init(key_s) if s is None else s}
+        if config.predictor_average > 0:  # set at the first co-training step
+            params[variants.AVERAGE] = params["predictor"]
         # The optimiser states' structure does not depend on the schedule.
         p_tx = variants.predictor_optimizer(schedules.constant(0.0),
                                             config.shaper_warmup_epochs, 1,
@@ -204,6 +209,14 @@ def _anchor(config: Config, predictor, head):
     if not anchors:
         return steps.Loss2NetParts._field_defaults["anchor"]
     return variants.chain(*anchors)
+
+
+def _average(config: Config):
+    """The step's parameters as they are (the paper's), or with
+    ``Config.predictor_average`` a moving average of the predictor's beside them."""
+    if config.predictor_average > 0:
+        return variants.moving_average(config.predictor_average)
+    return variants.no_average
 
 
 def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
@@ -254,7 +267,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
             c = grids.view(config, values)
             lr = schedules.learning_rate(c, n_epochs * live)
             return steps.Loss2NetParts(
-                predict=predict, head=head, cost=cost,
+                predict=predict, head=head, cost=cost, average=_average(config),
                 noise=schedules.noise_std(c, n_epochs * live),
                 lr=lr, target=target, memory=memory, shaper_loss=shaper_loss,
                 decision_loss=decision_loss, anchor=_anchor(config, predictor, head),

@@ -169,6 +169,40 @@ def chain(*anchors: Callable) -> Callable:
     return anchor
 
 
+AVERAGE = "predictor_average"  # params key of Config.predictor_average's average
+
+
+def no_average(new: dict, old: dict, step) -> dict:
+    """The paper's: the step's new parameters as they are."""
+    del old, step
+    return new
+
+
+def moving_average(decay: float) -> Callable:
+    """``Config.predictor_average``: the new parameters plus, under ``AVERAGE``, an
+    exponential moving average of the predictor's; the first co-training step
+    (``step`` 0) starts it at that step's predictor, so pre-training's parameters
+    and the initial value carry no weight."""
+
+    def average(new, old, step):
+        first = step == 0
+        avg = jax.tree.map(lambda a, p: jnp.where(first, p, decay * a + (1 - decay) * p),
+                           old[AVERAGE], new["predictor"])
+        return {**new, AVERAGE: avg}
+
+    return average
+
+
+def delivered(params: dict) -> dict:
+    """The parameters a run is judged and delivered with: with an average (a key
+    of the params' structure, fixed when the program was built), the average in
+    the predictor's place."""
+    if AVERAGE not in params:
+        return params
+    out = {k: v for k, v in params.items() if k != AVERAGE}
+    return {**out, "predictor": params[AVERAGE]}
+
+
 def decision_features(decisions, seen):
     """The paper's shaper input: the decision and what the system revealed."""
     return jnp.concatenate([decisions, seen], axis=-1)

@@ -102,6 +102,13 @@ VARIANTS = {
     "spread10+offset": {"replay_size": 16384, "spread_anchor": 10.0, "tune_offset": True},
     "spread100+offset": {"replay_size": 16384, "spread_anchor": 100.0,
                          "tune_offset": True},
+    # The predictor's parameters averaged over co-training steps (an EMA, horizon
+    # ~1/(1 - decay) steps; ~18 steps per epoch on uk): Config.predictor_average.
+    "avg0.9": {"replay_size": 16384, "predictor_average": 0.9},
+    "avg0.99": {"replay_size": 16384, "predictor_average": 0.99},
+    "avg0.999": {"replay_size": 16384, "predictor_average": 0.999},
+    "avg0.99+spread10": {"replay_size": 16384, "predictor_average": 0.99,
+                         "spread_anchor": 10.0},
 }
 
 
