@@ -26,6 +26,14 @@ value chosen when the program is built.
 
 The amount's gradient is the paper's in every head: the shaper's slope at the
 sampled decision, for admitted decisions only.
+
+* ``margin`` (issue 18): raw = [forecast f [B, m], margin r [B, m]], decisions
+  f + r. The forecast is trained by MSE alone (pre-training, then
+  ``variants.forecast_anchor`` during co-training: the shaper's gradient is stopped
+  at f), the margin only through the shaper, as a linear read-out of the
+  assembler's features with their gradient stopped (``l2n_jax.nets``; 0 untrained).
+  So the predictor's shape keeps MSE's per-sample precision and the learned cost
+  sets an input-dependent margin: a learned counterpart of MSE + a tuned margin.
 """
 
 from typing import Callable, NamedTuple
@@ -158,10 +166,29 @@ def _admit_head(name: str, loss_of: Callable, floor: Callable) -> Head:
                 loss=loss_of(floor), summary=_admit_summary)
 
 
+def _margin_loss(decision_loss, key, raw, eps, shaper, seen, sigma=None):
+    del key, sigma
+    f, r = _split(raw)
+    return decision_loss(jax.lax.stop_gradient(f) + r + eps, shaper, seen, eps)
+
+
+MARGIN = Head(
+    name="margin",
+    width=lambda m: 2 * m,
+    decide=lambda raw: sum(_split(raw)),
+    amount=lambda raw: _split(raw)[0],
+    explore=lambda key, raw, eps, sigma=None: sum(_split(raw)) + eps,
+    loss=_margin_loss,
+    summary=lambda raw: {"margin": jnp.mean(_split(raw)[1])},
+)
+
+
 def make_head(config) -> Head:
     """The head of ``config.decision_head`` (with its ``admit_floor``)."""
     if config.decision_head == "amount":
         return AMOUNT
+    if config.decision_head == "margin":
+        return MARGIN
     loss_of = {"admit_st": _st_loss, "admit_diff": _diff_loss}[config.decision_head]
     return _admit_head(config.decision_head, loss_of, _floor(config))
 

@@ -121,6 +121,7 @@ class _Predictor(nn.Module):
     skip: bool
     split: bool = False
     admit: bool = False  # an admission logit per decision after the amounts
+    margin: bool = False  # a margin per decision after the forecasts (heads.MARGIN)
 
     @nn.compact
     def __call__(self, inputs, eps):  # inputs: [B, S, L, F]; eps: [B, m]
@@ -160,19 +161,26 @@ class _Predictor(nn.Module):
             parts.append(eps)
         h = jnp.concatenate(parts, axis=-1)
         out = _assemble(h, forecasts, self.assembler, self.decision_dim, self.skip,
-                        self.admit)
+                        self.admit, self.margin)
         return out, forecasts
 
 
-def _assemble(h, forecasts, hidden, decision_dim, skip, admit=False):
+def _assemble(h, forecasts, hidden, decision_dim, skip, admit=False, margin=False):
     """The assembler MLP on ``h`` and its output layer: [B, *] -> decisions [B, m]
-    (with ``admit``, [B, 2m]: the amounts, then an admission logit per decision).
+    (with ``admit``, [B, 2m]: the amounts, then an admission logit per decision;
+    with ``margin``, [B, 2m]: the forecasts, then a margin per decision).
 
     Called inside a predictor's compact ``__call__``: its layers are the caller's.
     """
     for width in hidden:
         h = nn.relu(nn.Dense(width)(h))
     amounts = _amounts(h, forecasts, decision_dim, skip)
+    if margin:
+        # The features' gradient is stopped, so the shaper moves the margin's own
+        # read-out only and the forecast stays MSE's.
+        r = nn.Dense(decision_dim, kernel_init=nn.initializers.zeros, name="margin")(
+            jax.lax.stop_gradient(h))
+        return jnp.concatenate([amounts, r], -1)
     if not admit:
         return amounts
     logits = nn.Dense(decision_dim, kernel_init=nn.initializers.zeros,
@@ -213,6 +221,7 @@ class _Monolithic(nn.Module):
     feed_eps: bool
     skip: bool
     admit: bool = False
+    margin: bool = False
 
     @nn.compact
     def __call__(self, inputs, eps):  # inputs: [B, S, L, F]; eps: [B, m]
@@ -223,7 +232,8 @@ class _Monolithic(nn.Module):
         last = inputs[:, :, -1, 0]  # [B, S]
         parts = [h, eps] if self.feed_eps else [h]
         h = jnp.concatenate(parts, axis=-1)
-        out = _assemble(h, last, self.assembler, self.decision_dim, self.skip, self.admit)
+        out = _assemble(h, last, self.assembler, self.decision_dim, self.skip, self.admit,
+                        self.margin)
         return out, last
 
 
@@ -294,10 +304,10 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
     """
     ir_hidden = config.ir_mlp if config.ir_kind == "mlp" else config.predictor_lstm
     head = heads.make_head(config)
-    admit = head.name != "amount"
+    admit, margin = head.name.startswith("admit"), head.name == "margin"
     if config.predictor_kind == "monolithic":
         module = _Monolithic(config.ir_kind, ir_hidden, config.assembler, decision_dim,
-                             config.feed_eps, config.forecast_skip, admit)
+                             config.feed_eps, config.forecast_skip, admit, margin)
         return _network(module, input_shape, decision_dim, head)
     if config.split_irs and input_shape[0] != decision_dim:
         raise ValueError(
@@ -313,6 +323,7 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
         config.forecast_skip,
         config.split_irs,
         admit,
+        margin,
     )
     return _network(module, input_shape, decision_dim, head)
 

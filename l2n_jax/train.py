@@ -198,14 +198,17 @@ def _metric_layout(config: Config, shapes: Shapes, metric, segments: int, statef
 def _anchor(config: Config, predictor, head):
     """The predictor's gradient as is (the paper's), or with ``Config.ir_anchor``
     its IRs' forecasting term and/or ``Config.spread_anchor`` its errors' spread
-    added."""
+    added; with ``decision_head='margin'`` the forecasts' MSE, which trains them."""
     anchors = []
+    amounts = lambda p, x, e: head.amount(predictor.raw(p, x, e)[0])
+    if head.name == "margin":
+        anchors.append(variants.forecast_anchor(amounts))
     if config.ir_anchor > 0:
         anchors.append(variants.ir_anchor(
             config.ir_anchor, lambda p, x, e: predictor.raw(p, x, e)[1]))
     if config.spread_anchor > 0:
         anchors.append(variants.spread_anchor(
-            config.spread_anchor, lambda p, x, e: head.amount(predictor.raw(p, x, e)[0])))
+            config.spread_anchor, amounts))
     if not anchors:
         return steps.Loss2NetParts._field_defaults["anchor"]
     return variants.chain(*anchors)

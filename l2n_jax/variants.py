@@ -158,6 +158,14 @@ def spread_anchor(weight: float, amounts: Callable) -> Callable:
         jnp.var(amounts(p, batch.inputs, eps) - batch.targets, axis=0)))
 
 
+def forecast_anchor(forecasts: Callable) -> Callable:
+    """``decision_head='margin'``: the forecasts' MSE on the targets
+    (``forecasts(params, inputs, eps) -> [B, m]``), the only gradient they get
+    during co-training (the head stops the shaper's), as a ``gradient_anchor``."""
+    return gradient_anchor(1.0, lambda p, batch, eps: jnp.mean(
+        (forecasts(p, batch.inputs, eps) - batch.targets) ** 2))
+
+
 def chain(*anchors: Callable) -> Callable:
     """Anchors applied one after the other to the predictor's gradient."""
 

@@ -109,6 +109,9 @@ VARIANTS = {
     "avg0.999": {"replay_size": 16384, "predictor_average": 0.999},
     "avg0.99+spread10": {"replay_size": 16384, "predictor_average": 0.99,
                          "spread_anchor": 10.0},
+    # A forecast trained by MSE alone plus a margin trained only through the shaper
+    # (Config.decision_head='margin').
+    "margin": {"replay_size": 16384, "decision_head": "margin"},
 }
 
 
