@@ -18,7 +18,7 @@ _NOISE_SCHEDULES = ("exp", "fixed", "none")
 _SHAPER_INPUTS = ("decision", "error", "admission")
 _SHAPER_SINS = ("poly", "xla")
 _SEED_BATCHINGS = ("vmap", "map")
-_DECISION_HEADS = ("amount", "admit_st", "admit_diff", "margin")
+_DECISION_HEADS = ("amount", "admit_st", "admit_diff", "margin", "margin_shared")
 
 
 # What ``Config.literal()`` sets: every measure l2n_jax adds to the paper, off.
@@ -124,7 +124,9 @@ class Config:
         decision (0 = rejected), explored as a Bernoulli draw and trained by
         straight-through ('admit_st') or by the shaper's admit-minus-reject
         difference ('admit_diff'). Issue 19. Or 'margin' (issue 18): a forecast
-        trained by MSE alone plus a margin trained only through the shaper.
+        trained by MSE alone plus a margin trained only through the shaper, read
+        from the assembler's features ('margin_shared': the shaper also shapes
+        those features).
       admit_floor: an admit head's exploration: admission is drawn with probability
         clipped to [admit_floor, 1 - admit_floor], so the shaper keeps seeing both.
       admit_floor_anneal: the floor decays with the exploration noise, admit_floor
@@ -285,8 +287,8 @@ def validate(config: Config) -> None:
     _positive_float(config, "admit_floor", allow_zero=True)
     if config.admit_floor >= 0.5:
         raise ValueError(f"Config.admit_floor must be < 0.5, got {config.admit_floor}")
-    if config.decision_head == "margin" and config.split_irs:
-        raise ValueError("Config.decision_head='margin' reads its margin from the "
+    if config.decision_head.startswith("margin") and config.split_irs:
+        raise ValueError(f"Config.decision_head={config.decision_head!r} reads its margin from the "
                          "assembler's features; split_irs has no assembler")
     if config.decision_head.startswith("admit") and config.tune_offset:
         raise ValueError("Config.tune_offset adds an offset to every decision, which "

@@ -34,6 +34,9 @@ sampled decision, for admitted decisions only.
   assembler's features with their gradient stopped (``l2n_jax.nets``; 0 untrained).
   So the predictor's shape keeps MSE's per-sample precision and the learned cost
   sets an input-dependent margin: a learned counterpart of MSE + a tuned margin.
+* ``margin_shared``: the same, but the shaper's gradient also reaches the features
+  the forecast and the margin both read (the forecast's own output layer stays
+  MSE's): a margin of more shapes, a forecast pulled by the learned cost.
 """
 
 from typing import Callable, NamedTuple
@@ -181,14 +184,15 @@ MARGIN = Head(
     loss=_margin_loss,
     summary=lambda raw: {"margin": jnp.mean(_split(raw)[1])},
 )
+MARGIN_SHARED = MARGIN._replace(name="margin_shared")  # nets.py reads the difference
 
 
 def make_head(config) -> Head:
     """The head of ``config.decision_head`` (with its ``admit_floor``)."""
     if config.decision_head == "amount":
         return AMOUNT
-    if config.decision_head == "margin":
-        return MARGIN
+    if config.decision_head.startswith("margin"):
+        return {"margin": MARGIN, "margin_shared": MARGIN_SHARED}[config.decision_head]
     loss_of = {"admit_st": _st_loss, "admit_diff": _diff_loss}[config.decision_head]
     return _admit_head(config.decision_head, loss_of, _floor(config))
 

@@ -121,7 +121,7 @@ class _Predictor(nn.Module):
     skip: bool
     split: bool = False
     admit: bool = False  # an admission logit per decision after the amounts
-    margin: bool = False  # a margin per decision after the forecasts (heads.MARGIN)
+    margin: str = ""  # a margin per decision after the forecasts: 'stopped' | 'shared'
 
     @nn.compact
     def __call__(self, inputs, eps):  # inputs: [B, S, L, F]; eps: [B, m]
@@ -165,10 +165,11 @@ class _Predictor(nn.Module):
         return out, forecasts
 
 
-def _assemble(h, forecasts, hidden, decision_dim, skip, admit=False, margin=False):
+def _assemble(h, forecasts, hidden, decision_dim, skip, admit=False, margin=""):
     """The assembler MLP on ``h`` and its output layer: [B, *] -> decisions [B, m]
     (with ``admit``, [B, 2m]: the amounts, then an admission logit per decision;
-    with ``margin``, [B, 2m]: the forecasts, then a margin per decision).
+    with ``margin``, [B, 2m]: the forecasts, then a margin per decision, read from
+    the features with their gradient stopped or shared; ``heads.MARGIN``).
 
     Called inside a predictor's compact ``__call__``: its layers are the caller's.
     """
@@ -176,10 +177,10 @@ def _assemble(h, forecasts, hidden, decision_dim, skip, admit=False, margin=Fals
         h = nn.relu(nn.Dense(width)(h))
     amounts = _amounts(h, forecasts, decision_dim, skip)
     if margin:
-        # The features' gradient is stopped, so the shaper moves the margin's own
-        # read-out only and the forecast stays MSE's.
-        r = nn.Dense(decision_dim, kernel_init=nn.initializers.zeros, name="margin")(
-            jax.lax.stop_gradient(h))
+        # 'stopped': the shaper moves the margin's own read-out only and the
+        # forecast stays MSE's; 'shared': it also shapes the features both read.
+        feats = h if margin == "shared" else jax.lax.stop_gradient(h)
+        r = nn.Dense(decision_dim, kernel_init=nn.initializers.zeros, name="margin")(feats)
         return jnp.concatenate([amounts, r], -1)
     if not admit:
         return amounts
@@ -221,7 +222,7 @@ class _Monolithic(nn.Module):
     feed_eps: bool
     skip: bool
     admit: bool = False
-    margin: bool = False
+    margin: str = ""
 
     @nn.compact
     def __call__(self, inputs, eps):  # inputs: [B, S, L, F]; eps: [B, m]
@@ -304,7 +305,8 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
     """
     ir_hidden = config.ir_mlp if config.ir_kind == "mlp" else config.predictor_lstm
     head = heads.make_head(config)
-    admit, margin = head.name.startswith("admit"), head.name == "margin"
+    admit = head.name.startswith("admit")
+    margin = {"margin": "stopped", "margin_shared": "shared"}.get(head.name, "")
     if config.predictor_kind == "monolithic":
         module = _Monolithic(config.ir_kind, ir_hidden, config.assembler, decision_dim,
                              config.feed_eps, config.forecast_skip, admit, margin)

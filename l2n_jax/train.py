@@ -198,10 +198,10 @@ def _metric_layout(config: Config, shapes: Shapes, metric, segments: int, statef
 def _anchor(config: Config, predictor, head):
     """The predictor's gradient as is (the paper's), or with ``Config.ir_anchor``
     its IRs' forecasting term and/or ``Config.spread_anchor`` its errors' spread
-    added; with ``decision_head='margin'`` the forecasts' MSE, which trains them."""
+    added; with a margin head the forecasts' MSE, which trains them."""
     anchors = []
     amounts = lambda p, x, e: head.amount(predictor.raw(p, x, e)[0])
-    if head.name == "margin":
+    if head.name.startswith("margin"):
         anchors.append(variants.forecast_anchor(amounts))
     if config.ir_anchor > 0:
         anchors.append(variants.ir_anchor(

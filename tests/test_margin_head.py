@@ -42,6 +42,21 @@ def test_the_margin_starts_at_0_and_its_features_pass_no_gradient(kind):
     assert moved and all("margin" in name for name in moved)
 
 
+def test_a_shared_margin_also_shapes_the_features():
+    config = tiny_config(decision_head="margin_shared")
+    net = nets.make_predictor(config, (2, 6, 1), 2)
+    params = net.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (4, 2, 6, 1))
+    eps = jnp.zeros((4, 2))
+    # Move the zero-initialised read-out off 0, so a gradient reaches its input.
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, v: v + 0.1 if "margin" in jax.tree_util.keystr(path) else v, params)
+    grad = jax.grad(lambda p: jnp.sum(net.raw(p, x, eps)[0][:, 2:]))(params)
+    flat = jax.tree_util.tree_flatten_with_path(grad)[0]
+    moved = {jax.tree_util.keystr(path) for path, g in flat if np.any(np.asarray(g) != 0)}
+    assert any("margin" not in name for name in moved)
+
+
 def test_a_fit_trains_the_forecast_and_the_margin(windowset):
     config = tiny_config(epochs=8, decision_head="margin")
     fit = l2n.fit(config, windowset.train, asymmetric_cost, seeds=(0, 1),
@@ -54,6 +69,7 @@ def test_a_fit_trains_the_forecast_and_the_margin(windowset):
     assert got.shape[-1] == windowset.test.targets.shape[-1] and np.all(np.isfinite(got))
 
 
-def test_the_margin_head_needs_an_assembler():
+@pytest.mark.parametrize("head", ["margin", "margin_shared"])
+def test_the_margin_head_needs_an_assembler(head):
     with pytest.raises(ValueError, match="split_irs"):
-        l2n.Config(decision_head="margin", split_irs=True)
+        l2n.Config(decision_head=head, split_irs=True)

@@ -112,6 +112,8 @@ VARIANTS = {
     # A forecast trained by MSE alone plus a margin trained only through the shaper
     # (Config.decision_head='margin').
     "margin": {"replay_size": 16384, "decision_head": "margin"},
+    "margin+offset": {"replay_size": 16384, "decision_head": "margin", "tune_offset": True},
+    "margin_shared": {"replay_size": 16384, "decision_head": "margin_shared"},
 }
 
 
