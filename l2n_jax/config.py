@@ -18,7 +18,8 @@ _NOISE_SCHEDULES = ("exp", "fixed", "none")
 _SHAPER_INPUTS = ("decision", "error", "admission")
 _SHAPER_SINS = ("poly", "xla")
 _SEED_BATCHINGS = ("vmap", "map")
-_DECISION_HEADS = ("amount", "admit_st", "admit_diff", "margin", "margin_shared")
+_DECISION_HEADS = ("amount", "admit_st", "admit_diff", "margin", "margin_shared",
+                   "margin_net")
 
 
 # What ``Config.literal()`` sets: every measure l2n_jax adds to the paper, off.
@@ -126,7 +127,7 @@ class Config:
         difference ('admit_diff'). Issue 19. Or 'margin' (issue 18): a forecast
         trained by MSE alone plus a margin trained only through the shaper, read
         from the assembler's features ('margin_shared': the shaper also shapes
-        those features).
+        those features; 'margin_net': the margin has a network of its own).
       admit_floor: an admit head's exploration: admission is drawn with probability
         clipped to [admit_floor, 1 - admit_floor], so the shaper keeps seeing both.
       admit_floor_anneal: the floor decays with the exploration noise, admit_floor

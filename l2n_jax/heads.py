@@ -37,6 +37,9 @@ sampled decision, for admitted decisions only.
 * ``margin_shared``: the same, but the shaper's gradient also reaches the features
   the forecast and the margin both read (the forecast's own output layer stays
   MSE's): a margin of more shapes, a forecast pulled by the learned cost.
+* ``margin_net``: the margin has a network of its own, of the predictor's shape,
+  trained only through the shaper, beside a forecaster trained by MSE alone: the
+  margin can take any shape the predictor can, and the forecast stays precise.
 """
 
 from typing import Callable, NamedTuple
@@ -185,6 +188,7 @@ MARGIN = Head(
     summary=lambda raw: {"margin": jnp.mean(_split(raw)[1])},
 )
 MARGIN_SHARED = MARGIN._replace(name="margin_shared")  # nets.py reads the difference
+MARGIN_NET = MARGIN._replace(name="margin_net")
 
 
 def make_head(config) -> Head:
@@ -192,7 +196,8 @@ def make_head(config) -> Head:
     if config.decision_head == "amount":
         return AMOUNT
     if config.decision_head.startswith("margin"):
-        return {"margin": MARGIN, "margin_shared": MARGIN_SHARED}[config.decision_head]
+        return {"margin": MARGIN, "margin_shared": MARGIN_SHARED,
+                "margin_net": MARGIN_NET}[config.decision_head]
     loss_of = {"admit_st": _st_loss, "admit_diff": _diff_loss}[config.decision_head]
     return _admit_head(config.decision_head, loss_of, _floor(config))
 

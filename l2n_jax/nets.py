@@ -303,31 +303,44 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
       Network with ``apply(params, inputs [B,S,L,F], eps [B,m]) ->
       (decisions [B,m], ir_forecasts [B,S])``.
     """
-    ir_hidden = config.ir_mlp if config.ir_kind == "mlp" else config.predictor_lstm
     head = heads.make_head(config)
-    admit = head.name.startswith("admit")
-    margin = {"margin": "stopped", "margin_shared": "shared"}.get(head.name, "")
-    if config.predictor_kind == "monolithic":
-        module = _Monolithic(config.ir_kind, ir_hidden, config.assembler, decision_dim,
-                             config.feed_eps, config.forecast_skip, admit, margin)
-        return _network(module, input_shape, decision_dim, head)
     if config.split_irs and input_shape[0] != decision_dim:
         raise ValueError(
             f"Config.split_irs needs one input series per decision, got {input_shape[0]} "
             f"series and {decision_dim} decisions"
         )
-    module = _Predictor(
-        config.ir_kind,
-        ir_hidden,
-        config.assembler,
-        decision_dim,
-        config.feed_eps,
-        config.forecast_skip,
-        config.split_irs,
-        admit,
-        margin,
-    )
+    if head.name == "margin_net":  # a forecaster and a margin network of its shape
+        module = _ForecastAndMargin(_module(config, decision_dim, "", ""),
+                                    _module(config, decision_dim, "", "shared"))
+    else:
+        margin = {"margin": "stopped", "margin_shared": "shared"}.get(head.name, "")
+        module = _module(config, decision_dim, head.name.startswith("admit"), margin)
     return _network(module, input_shape, decision_dim, head)
+
+
+def _module(config: Config, decision_dim: int, admit: bool, margin: str) -> nn.Module:
+    ir_hidden = config.ir_mlp if config.ir_kind == "mlp" else config.predictor_lstm
+    if config.predictor_kind == "monolithic":
+        return _Monolithic(config.ir_kind, ir_hidden, config.assembler, decision_dim,
+                           config.feed_eps, config.forecast_skip, admit, margin)
+    return _Predictor(config.ir_kind, ir_hidden, config.assembler, decision_dim,
+                      config.feed_eps, config.forecast_skip, config.split_irs, admit,
+                      margin)
+
+
+class _ForecastAndMargin(nn.Module):
+    """``decision_head='margin_net'``: the forecasts of one predictor (trained by MSE
+    alone, ``heads.MARGIN_NET``) beside the margins of a second of the same shape
+    (its zero-initialised margin read-out and the features under it, trained only
+    through the shaper; its own amounts are unused)."""
+
+    forecaster: nn.Module
+    margin_net: nn.Module
+
+    def __call__(self, inputs, eps):
+        f, forecasts = self.forecaster(inputs, eps)
+        raw, _ = self.margin_net(inputs, eps)
+        return jnp.concatenate([f, raw[..., f.shape[-1]:]], -1), forecasts
 
 
 def _network(module, input_shape, decision_dim, head=heads.AMOUNT) -> Network:

@@ -57,8 +57,28 @@ def test_a_shared_margin_also_shapes_the_features():
     assert any("margin" not in name for name in moved)
 
 
-def test_a_fit_trains_the_forecast_and_the_margin(windowset):
-    config = tiny_config(epochs=8, decision_head="margin")
+def test_a_margin_network_leaves_the_forecaster_alone():
+    config = tiny_config(decision_head="margin_net")
+    net = nets.make_predictor(config, (2, 6, 1), 2)
+    params = net.init(jax.random.key(0))
+    assert set(params) == {"forecaster", "margin_net"}
+    x = jax.random.normal(jax.random.key(1), (4, 2, 6, 1))
+    eps = jnp.zeros((4, 2))
+    raw, _ = net.raw(params, x, eps)
+    np.testing.assert_array_equal(raw[:, 2:], 0.0)
+    plain = nets.make_predictor(tiny_config(), (2, 6, 1), 2)
+    np.testing.assert_array_equal(raw[:, :2], plain.apply(params["forecaster"], x, eps)[0])
+    params = jax.tree_util.tree_map_with_path(  # a margin read-out off 0
+        lambda path, v: v + 0.1 if "margin_net']['margin" in jax.tree_util.keystr(path)
+        else v, params)
+    grad = jax.grad(lambda p: jnp.sum(net.raw(p, x, eps)[0][:, 2:]))(params)
+    assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grad["forecaster"]))
+    assert sum(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(grad["margin_net"])) > 2
+
+
+@pytest.mark.parametrize("head", ["margin", "margin_net"])
+def test_a_fit_trains_the_forecast_and_the_margin(windowset, head):
+    config = tiny_config(epochs=8, decision_head=head)
     fit = l2n.fit(config, windowset.train, asymmetric_cost, seeds=(0, 1),
                   valid=windowset.valid, verbose=False)
     assert np.all(np.isfinite(fit.history["cost"]))
@@ -69,7 +89,7 @@ def test_a_fit_trains_the_forecast_and_the_margin(windowset):
     assert got.shape[-1] == windowset.test.targets.shape[-1] and np.all(np.isfinite(got))
 
 
-@pytest.mark.parametrize("head", ["margin", "margin_shared"])
+@pytest.mark.parametrize("head", ["margin", "margin_shared", "margin_net"])
 def test_the_margin_head_needs_an_assembler(head):
     with pytest.raises(ValueError, match="split_irs"):
         l2n.Config(decision_head=head, split_irs=True)

@@ -114,6 +114,7 @@ VARIANTS = {
     "margin": {"replay_size": 16384, "decision_head": "margin"},
     "margin+offset": {"replay_size": 16384, "decision_head": "margin", "tune_offset": True},
     "margin_shared": {"replay_size": 16384, "decision_head": "margin_shared"},
+    "margin_net": {"replay_size": 16384, "decision_head": "margin_net"},
 }
 
 
