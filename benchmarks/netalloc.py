@@ -61,18 +61,6 @@ _OUT = flags.DEFINE_string("out", "benchmarks/results/netalloc_study", "Output d
 USECASE = "netalloc"
 
 
-def _plt():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logging.warning("matplotlib is not installed (pip install -e '.[plot]'): no PNGs")
-        return None
-    return plt
-
-
 def _header(config, seeds, wall):
     cmd = "python " + " ".join([sys.argv[0]] + sys.argv[1:])
     return (
