@@ -189,15 +189,15 @@ MARGIN = Head(
 )
 MARGIN_SHARED = MARGIN._replace(name="margin_shared")  # nets.py reads the difference
 MARGIN_NET = MARGIN._replace(name="margin_net")
+_MARGIN_HEADS = {h.name: h for h in (MARGIN, MARGIN_SHARED, MARGIN_NET)}
 
 
 def make_head(config) -> Head:
     """The head of ``config.decision_head`` (with its ``admit_floor``)."""
     if config.decision_head == "amount":
         return AMOUNT
-    if config.decision_head.startswith("margin"):
-        return {"margin": MARGIN, "margin_shared": MARGIN_SHARED,
-                "margin_net": MARGIN_NET}[config.decision_head]
+    if config.decision_head in _MARGIN_HEADS:
+        return _MARGIN_HEADS[config.decision_head]
     loss_of = {"admit_st": _st_loss, "admit_diff": _diff_loss}[config.decision_head]
     return _admit_head(config.decision_head, loss_of, _floor(config))
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from l2n_jax import nets, variants
+from l2n_jax import nets, shaper_net, variants
 from l2n_jax.config import Config
 from l2n_jax.data import Windows
 from l2n_jax.metrics import batch_metric
@@ -29,7 +29,7 @@ def make_networks(config: Config, shapes: Shapes) -> dict:
     """The predictor and shaper a run of ``config`` on ``shapes`` trains."""
     m, k, j = shapes.decision_dim, shapes.obs_dim, shapes.v_dim
     return {"predictor": nets.make_predictor(config, shapes.input_shape, m),
-            "shaper": nets.make_shaper(config, variants.feature_dim(config, m, k + j))}
+            "shaper": shaper_net.make_shaper(config, variants.feature_dim(config, m, k + j))}
 
 
 @dataclasses.dataclass
@@ -125,7 +125,7 @@ def _predictor_fn(config, input_shape, decision_dim):
 
 @functools.lru_cache(maxsize=256)
 def _shaper_fn(config, input_dim):
-    return jax.jit(jax.vmap(nets.make_shaper(config, input_dim).apply, in_axes=(0, None)))
+    return jax.jit(jax.vmap(shaper_net.make_shaper(config, input_dim).apply, in_axes=(0, None)))
 
 
 @functools.lru_cache(maxsize=256)

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from l2n_jax import batching, engine, losses, nets, schedules, taskmet, variants
+from l2n_jax import batching, engine, losses, nets, schedules, shaper_net, taskmet, variants
 from l2n_jax.combinators import from_fit, train_sites, with_margin
 from l2n_jax.fit import _run as fit_run  # l2n_jax.fit is shadowed by l2n.fit
 from l2n_jax.metrics import StatefulMetric, batch_metric
@@ -72,10 +72,10 @@ def _flat(inputs):
     return inputs.reshape(inputs.shape[0], -1)
 
 
-def _task_values(shaper_net, features, surrogate) -> Callable:
+def _task_values(shaper, features, surrogate) -> Callable:
     """``(pred, batch, params) -> [B]`` per-sample task loss, chosen at build time."""
-    if shaper_net is not None:
-        return lambda pred, batch, params: shaper_net.apply(
+    if shaper is not None:
+        return lambda pred, batch, params: shaper.apply(
             params["shaper"], features(pred, batch.obs))
     return lambda pred, batch, params: jax.vmap(surrogate)(pred, batch.targets)
 
@@ -92,9 +92,9 @@ def taskmet_trainer(config, shapes: Shapes, metric, settings: Settings = Setting
                          "its run in time order gives; use taskmet (a surrogate) there")
     predictor = nets.make_predictor(config, shapes.input_shape, m)
     metric_net = taskmet.metric_net(math.prod(shapes.input_shape), m, settings.metric_hidden)
-    shaper_net = None if surrogate else nets.make_shaper(
+    shaper = None if surrogate else shaper_net.make_shaper(
         config, variants.feature_dim(config, m, shapes.obs_dim))
-    task_values = _task_values(shaper_net, variants.features(config), surrogate)
+    task_values = _task_values(shaper, variants.features(config), surrogate)
     metric_b = batch_metric(metric)
     stateful = isinstance(metric, StatefulMetric)
     outer_tx = optax.adam(settings.metric_lr)
@@ -116,8 +116,8 @@ def taskmet_trainer(config, shapes: Shapes, metric, settings: Settings = Setting
         start = dict(start_params or {})
         key_p, key_s = jax.random.split(jax.random.fold_in(key, engine.INIT))
         params = {"predictor": predictor.init(key_p), "metric": metric_net.init(key_s)}
-        if shaper_net is not None:  # a template when none is given (shape checks)
-            params["shaper"] = start.pop("shaper", None) or shaper_net.init(key_s)
+        if shaper is not None:  # a template when none is given (shape checks)
+            params["shaper"] = start.pop("shaper", None) or shaper.init(key_s)
         if start:
             raise ValueError(f"taskmet cannot start from {sorted(start)}")
         p_tx = variants.predictor_optimizer(schedules.constant(0.0))
@@ -146,7 +146,7 @@ def taskmet_trainer(config, shapes: Shapes, metric, settings: Settings = Setting
         n_epochs=n_epochs,
         steps_per_epoch=batching.shuffled(config.batch_size * k_steps, shapes.n_train).steps,
         networks={"predictor": predictor, "metric": metric_net,
-                  **({"shaper": shaper_net} if shaper_net else {})},
+                  **({"shaper": shaper} if shaper else {})},
         init=init,
         pretrain=(mse_pretrain(config, predictor) if config.pretrain_epochs
                   else lambda key, state, train: state),

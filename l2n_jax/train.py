@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from l2n_jax import batching, engine, grids, heads, nets, schedules, steps, variants
+from l2n_jax import batching, engine, grids, heads, nets, schedules, shaper_net, steps, variants
 from l2n_jax.config import Config
 from l2n_jax.data import Split, Windows
 from l2n_jax.metrics import StatefulMetric, batch_metric, cost_model, v_dim
@@ -117,7 +117,7 @@ def _per_decision_losses(config: Config, seen_dim: int, features):
     """``Config.split_shaper``: the sum over decisions i of shaper i's own fit loss
     and own shaped loss (the paper's losses, ``variants``, on decision i alone), so
     each shaper and each decision gets exactly its own instance's gradient."""
-    one = nets.make_shaper(config.replace(split_shaper=False), 1 + seen_dim)
+    one = shaper_net.make_shaper(config.replace(split_shaper=False), 1 + seen_dim)
     fit_one = variants.shaper_fit_loss(one.apply, features)
     shaped_one = variants.shaped_loss(one.apply, features)
 
@@ -238,7 +238,7 @@ def loss2net_trainer(config: Config, shapes: Shapes, metric, segments: int = 1,
     j, lanes, n_steps = _metric_layout(config, shapes, metric, segments, stateful)
     predictor = nets.make_predictor(config, shapes.input_shape, m)
     head = heads.make_head(config)
-    shaper = nets.make_shaper(config, variants.feature_dim(config, m, k + j), m)
+    shaper = shaper_net.make_shaper(config, variants.feature_dim(config, m, k + j), m)
     cost = cost_model(metric, j, lanes or 1)
     metric_b = batch_metric(metric)
     memory = variants.memory(config, m, k + j)

@@ -159,7 +159,7 @@ def spread_anchor(weight: float, amounts: Callable) -> Callable:
 
 
 def forecast_anchor(forecasts: Callable) -> Callable:
-    """``decision_head='margin'``: the forecasts' MSE on the targets
+    """A margin head (``decision_head='margin'...``): the forecasts' MSE on the targets
     (``forecasts(params, inputs, eps) -> [B, m]``), the only gradient they get
     during co-training (the head stops the shaper's), as a ``gradient_anchor``."""
     return gradient_anchor(1.0, lambda p, batch, eps: jnp.mean(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import l2n_jax as l2n
-from l2n_jax import fastmath, nets
+from l2n_jax import fastmath, shaper_net
 
 
 def _grid():
@@ -45,8 +45,8 @@ def test_non_finite_inputs_give_nan_like_jnp_sin():
 @pytest.mark.parametrize("omega0_first", [1.0, 30.0])
 def test_shaper_with_poly_sine_matches_xla_sine(omega0_first):
     config = l2n.Config(omega0_first=omega0_first)
-    poly = nets.make_shaper(config, 4)
-    xla = nets.make_shaper(config.replace(shaper_sin="xla"), 4)
+    poly = shaper_net.make_shaper(config, 4)
+    xla = shaper_net.make_shaper(config.replace(shaper_sin="xla"), 4)
     params = poly.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (512, 4))
     out_p, out_x = poly.apply(params, x), xla.apply(params, x)

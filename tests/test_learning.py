@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import l2n_jax as l2n
-from l2n_jax import nets
+from l2n_jax import shaper_net
 
 from conftest import UNDER_WEIGHT, asymmetric_cost, make_series
 
@@ -22,7 +22,7 @@ def _netalloc_cost(x):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_shaper_alone_learns_a_non_differentiable_cost(seed):
-    shaper = nets.make_shaper(l2n.Config(shaper_hidden=(64, 64)), input_dim=2)
+    shaper = shaper_net.make_shaper(l2n.Config(shaper_hidden=(64, 64)), input_dim=2)
     key = jax.random.key(seed)
     params = shaper.init(key)
     tx = optax.adam(3e-3)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import l2n_jax as l2n
-from l2n_jax import ablation_variants, methods, nets, train, variants
+from l2n_jax import ablation_variants, methods, nets, shaper_net, train, variants
 from l2n_jax.config import LITERAL
 from l2n_jax.usecases import toy
 
@@ -46,7 +46,7 @@ def test_monolithic_predictor_has_no_per_series_irs(key):
 
 def test_split_shaper_is_one_independent_shaper_per_decision(key):
     m, k = 3, 1
-    shaper = nets.make_shaper(tiny_config(split_shaper=True), m + k, m)
+    shaper = shaper_net.make_shaper(tiny_config(split_shaper=True), m + k, m)
     params = shaper.init(key)
     assert {leaf.shape[0] for leaf in jax.tree.leaves(params)} == {m}
     x = jax.random.normal(key, (6, m + k))
@@ -56,7 +56,7 @@ def test_split_shaper_is_one_independent_shaper_per_decision(key):
     np.testing.assert_array_equal(np.delete(moved, 1, 1), np.delete(out, 1, 1))
     assert not np.array_equal(moved[:, 1], out[:, 1])
     # Member i is the plain shaper on [decision i, obs].
-    one = nets.make_shaper(tiny_config(), 1 + k)
+    one = shaper_net.make_shaper(tiny_config(), 1 + k)
     p1 = jax.tree.map(lambda a: a[1], params)
     np.testing.assert_allclose(one.apply(p1, x[:, [1, 3]]), out[:, 1], rtol=1e-6)
 
@@ -66,7 +66,7 @@ def test_bm_split_pairs_get_only_their_own_gradients(key):
     shaper i only; IR i's decision on series i only."""
     m, k = 3, 1
     config = tiny_config(split_irs=True, split_shaper=True)
-    shaper = nets.make_shaper(config, m + k, m)
+    shaper = shaper_net.make_shaper(config, m + k, m)
     params = shaper.init(key)
     fit_loss, shaped = train._per_decision_losses(config, k, variants.decision_features)
     d = jax.random.normal(key, (8, m))
@@ -137,14 +137,14 @@ def test_the_default_config_builds_the_same_networks(key):
         "Dense_1": {"bias": (1,), "kernel": (8, 1)},
         "forecast_skip": {"kernel": (2, 1)},
     }
-    shaper = nets.make_shaper(tiny_config(), 2)
+    shaper = shaper_net.make_shaper(tiny_config(), 2)
     assert jax.tree.map(jnp.shape, shaper.init(key)) == {
         "_SirenLayer_0": {"bias": (16,), "kernel": (2, 16)},
         "_SirenLayer_1": {"bias": (16,), "kernel": (16, 16)},
         "_SirenLayer_2": {"bias": (1,), "kernel": (16, 1)},
     }
     # The decision_dim argument changes nothing for the plain shaper.
-    assert _leaves_equal(shaper.init(key), nets.make_shaper(tiny_config(), 2, 1).init(key))
+    assert _leaves_equal(shaper.init(key), shaper_net.make_shaper(tiny_config(), 2, 1).init(key))
     assert l2n.Config.literal() == l2n.Config(**LITERAL)
     assert tiny_config(replay_size=64).as_literal() == tiny_config(**LITERAL)
 

@@ -133,9 +133,10 @@ def get_config(quick: bool = False) -> Config:
     (``benchmarks/acra_v2_budget.py``, BUILD_NOTES §20i). v1's 14 epochs at batch
     256 are ~56 co-training steps on v2's ~800 training periods. The decision head
     is ``admit_diff`` with a 1% admission floor and the admission 1[d > 0] as a
-    shaper input: the highest mean validation profit over all 12 sites (3 seeds) of
-    ``amount`` (0.1770), ``admit_diff`` at its 5% floor (0.1939) and this (0.2072),
-    ahead in both families (BUILD_NOTES §20l-m)."""
+    shaper input: the highest mean validation profit over all 12 sites, at 3 seeds
+    of ``amount`` (0.1770), ``admit_diff`` at its 5% floor (0.1939) and this
+    (0.2072; BUILD_NOTES §20l-m), at 5 seeds of ``admit_diff`` (0.1963) and this
+    (0.1985, within the seeds' spread; §20n)."""
     if quick:
         return quick_config()
     return Config(
