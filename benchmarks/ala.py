@@ -18,6 +18,7 @@ wall time) and ``<out>/results.md`` (every use case run so far, with the committ
 rows of ``benchmarks/results/<usecase>/results.csv`` beside).
 """
 
+import os
 import pathlib
 import sys
 import time
@@ -126,7 +127,7 @@ def main(argv):
                f"{' '.join(sys.argv[1:])}`; seeds 0..{len(seeds) - 1}; budget "
                f"`usecases/{uc.name}.get_config()` for every method; wall time of this "
                f"run {time.perf_counter() - t0:.0f} s on {jax.devices()[0].platform} "
-               "(2 shared cores: inflated by a concurrent benchmark).\n\n" + _table(both))
+               f"({os.cpu_count()} cores).\n\n" + _table(both))
     (out / f"{uc.name}.md").write_text(section)
     parts = [p.read_text() for p in sorted(out.glob("*.md")) if p.name != "results.md"]
     (out / "results.md").write_text(

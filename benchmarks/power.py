@@ -98,9 +98,11 @@ def plot_fig3(result, ws, path, site="PJME"):
 
 
 def _lstm_config(epochs):
-    """The paper's predictor: LSTM (128, 128, 64) + one output layer."""
+    """The paper's predictor: LSTM (128, 128, 64) + one output layer (and the paper's
+    decision head: the measurement is the paper's architecture)."""
     return REGISTRY["power"].get_config().replace(
         ir_kind="lstm", predictor_lstm=(128, 128, 64), assembler=(), epochs=epochs,
+        decision_head="amount",
         pretrain_epochs=2, log_every=1,
     )
 
