@@ -120,8 +120,8 @@ def tabulate(usecase: str, out: pathlib.Path, skipped: dict) -> pd.DataFrame:
             f"method M. Machine: {platform.machine()}, {os.cpu_count()} CPU cores; "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n",
             tables.summary_table(df), "\n",
-            "Wall times: as measured, on whatever else shared the cores then (runs of "
-            "the same program on this machine have differed by up to ~3×).\n\n",
+            "Wall times: as measured, with whatever else shared the cores at the "
+            "time (a family row and a committed row may come from different loads).\n\n",
             _wall_times(df)]
     if skipped:
         text.append("\nNot run here: " + "; ".join(f"`{m}` ({why})"
