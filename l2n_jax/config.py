@@ -19,7 +19,7 @@ _SHAPER_INPUTS = ("decision", "error", "admission")
 _SHAPER_SINS = ("poly", "xla")
 _SEED_BATCHINGS = ("vmap", "map")
 _DECISION_HEADS = ("amount", "admit_st", "admit_diff", "margin", "margin_shared",
-                   "margin_net")
+                   "margin_net", "quantile_net")
 
 
 # What ``Config.literal()`` sets: every measure l2n_jax adds to the paper, off.
@@ -127,7 +127,9 @@ class Config:
         difference ('admit_diff'). Issue 19. Or 'margin' (issue 18): a forecast
         trained by MSE alone plus a margin trained only through the shaper, read
         from the assembler's features ('margin_shared': the shaper also shapes
-        those features; 'margin_net': the margin has a network of its own).
+        those features; 'margin_net': the margin has a network of its own), or
+        'quantile_net': quantiles trained by the pinball loss alone, read at a
+        level that a margin network sets through the shaper.
       admit_floor: an admit head's exploration: admission is drawn with probability
         clipped to [admit_floor, 1 - admit_floor], so the shaper keeps seeing both.
       admit_floor_anneal: the floor decays with the exploration noise, admit_floor
@@ -288,7 +290,7 @@ def validate(config: Config) -> None:
     _positive_float(config, "admit_floor", allow_zero=True)
     if config.admit_floor >= 0.5:
         raise ValueError(f"Config.admit_floor must be < 0.5, got {config.admit_floor}")
-    if config.decision_head.startswith("margin") and config.split_irs:
+    if config.decision_head.startswith(("margin", "quantile")) and config.split_irs:
         raise ValueError(f"Config.decision_head={config.decision_head!r} reads its margin from the "
                          "assembler's features; split_irs has no assembler")
     if config.decision_head.startswith("admit") and config.tune_offset:

@@ -40,6 +40,13 @@ sampled decision, for admitted decisions only.
 * ``margin_net``: the margin has a network of its own, of the predictor's shape,
   trained only through the shaper, beside a forecaster trained by MSE alone: the
   margin can take any shape the predictor can, and the forecast stays precise.
+* ``quantile_net``: the forecaster emits K quantiles per decision (levels evenly
+  spaced in logit, ``QUANTILE_LOGITS``), trained by the pinball loss alone (so each
+  keeps a quantile's exact per-sample gradient); the margin network, trained only
+  through the shaper, sets the level: the decision is the (sorted) quantiles
+  interpolated linearly in logit at ``QUANTILE_SCALE`` x r (0 untrained: the
+  median), extrapolated past the end levels. A learned counterpart of a tuned
+  quantile loss whose level may follow the input.
 """
 
 from typing import Callable, NamedTuple
@@ -52,6 +59,10 @@ import jax.numpy as jnp
 ADMIT_LOGIT0 = 2.2
 # fold_in tag of the admission draws within a step key (independent of the noise).
 ADMIT_KEY = 7
+
+
+def _mse_fit(amount: Callable) -> Callable:
+    return lambda raw, targets: jnp.mean((amount(raw) - targets) ** 2)
 
 
 class Head(NamedTuple):
@@ -68,6 +79,8 @@ class Head(NamedTuple):
         differentiable in ``raw``; ``decision_loss(decisions, shaper, seen, eps)`` is
         the mean shaped loss of a batch (``variants.shaped_loss``).
       summary: raw -> {name: scalar} logged per step.
+      fit: (raw, targets) -> the forecast's fixed loss, for MSE pre-training and a
+        margin head's anchor (None: the MSE of ``amount``; see ``fit_loss``).
     """
 
     name: str
@@ -77,6 +90,12 @@ class Head(NamedTuple):
     explore: Callable
     loss: Callable
     summary: Callable
+    fit: Callable | None = None
+
+
+def fit_loss(head: Head) -> Callable:
+    """(raw, targets) -> what pre-training (and a margin head's anchor) fits."""
+    return head.fit or _mse_fit(head.amount)
 
 
 def _amount_loss(decision_loss, key, raw, eps, shaper, seen, sigma=None):
@@ -189,7 +208,63 @@ MARGIN = Head(
 )
 MARGIN_SHARED = MARGIN._replace(name="margin_shared")  # nets.py reads the difference
 MARGIN_NET = MARGIN._replace(name="margin_net")
-_MARGIN_HEADS = {h.name: h for h in (MARGIN, MARGIN_SHARED, MARGIN_NET)}
+
+# decision_head='quantile_net': levels evenly spaced in logit, so a tail level (a fee
+# that wants the 98th percentile) resolves as finely as the middle; 0.5 in the middle.
+QUANTILE_LOGITS = tuple(float(z) for z in range(-5, 6))  # tau 0.0067 ... 0.9933
+QUANTILE_SCALE = 5.0  # a margin of 1 moves the level by 5 logits (tau 0.5 -> 0.9933)
+
+
+def _quantiles(raw):
+    """raw [..., m (K + 1)] -> (sorted quantiles [..., m, K], level margins [..., m])."""
+    k = len(QUANTILE_LOGITS)
+    m = raw.shape[-1] // (k + 1)
+    q = raw[..., : m * k].reshape(*raw.shape[:-1], m, k)
+    return jnp.sort(q, axis=-1), raw[..., m * k:]
+
+
+def interpolate_quantiles(q, z):
+    """The quantiles q [..., K] (at ``QUANTILE_LOGITS``) read at logit z [...]:
+    linear between levels, and past the end ones along their end segments (so the
+    level keeps a gradient there)."""
+    z0, step = QUANTILE_LOGITS[0], QUANTILE_LOGITS[1] - QUANTILE_LOGITS[0]
+    pos = (z - z0) / step
+    i = jnp.clip(jnp.floor(pos), 0, len(QUANTILE_LOGITS) - 2).astype(jnp.int32)
+    lo = jnp.take_along_axis(q, i[..., None], -1)[..., 0]
+    hi = jnp.take_along_axis(q, i[..., None] + 1, -1)[..., 0]
+    return lo + (pos - i) * (hi - lo)
+
+
+def _quantile_decide(raw, stop=False):
+    q, r = _quantiles(raw)
+    q = jax.lax.stop_gradient(q) if stop else q
+    return interpolate_quantiles(q, QUANTILE_SCALE * r)
+
+
+def _quantile_loss(decision_loss, key, raw, eps, shaper, seen, sigma=None):
+    del key, sigma
+    return decision_loss(_quantile_decide(raw, stop=True) + eps, shaper, seen, eps)
+
+
+def _pinball_fit(raw, targets):
+    q, _ = _quantiles(raw)
+    tau = jax.nn.sigmoid(jnp.asarray(QUANTILE_LOGITS))
+    err = targets[..., None] - q
+    return jnp.mean(jnp.maximum(tau * err, (tau - 1.0) * err))
+
+
+QUANTILE_NET = Head(
+    name="quantile_net",
+    width=lambda m: m * (len(QUANTILE_LOGITS) + 1),
+    decide=_quantile_decide,
+    amount=lambda raw: _quantiles(raw)[0][..., len(QUANTILE_LOGITS) // 2],
+    explore=lambda key, raw, eps, sigma=None: _quantile_decide(raw) + eps,
+    loss=_quantile_loss,
+    summary=lambda raw: {"quantile_level": jnp.mean(
+        jax.nn.sigmoid(QUANTILE_SCALE * _quantiles(raw)[1]))},
+    fit=_pinball_fit,
+)
+_MARGIN_HEADS = {h.name: h for h in (MARGIN, MARGIN_SHARED, MARGIN_NET, QUANTILE_NET)}
 
 
 def make_head(config) -> Head:

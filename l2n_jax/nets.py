@@ -257,8 +257,9 @@ def make_predictor(config: Config, input_shape: tuple[int, int, int], decision_d
             f"Config.split_irs needs one input series per decision, got {input_shape[0]} "
             f"series and {decision_dim} decisions"
         )
-    if head.name == "margin_net":  # a forecaster and a margin network of its shape
-        module = _ForecastAndMargin(_module(config, decision_dim, "", ""),
+    if head.name in ("margin_net", "quantile_net"):  # a forecaster, a margin network
+        n_forecasts = head.width(decision_dim) - decision_dim
+        module = _ForecastAndMargin(_module(config, n_forecasts, "", ""),
                                     _module(config, decision_dim, "", "shared"))
     else:
         margin = {"margin": "stopped", "margin_shared": "shared"}.get(head.name, "")
@@ -280,7 +281,8 @@ class _ForecastAndMargin(nn.Module):
     """``decision_head='margin_net'``: the forecasts of one predictor (trained by MSE
     alone, ``heads.MARGIN_NET``) beside the margins of a second of the same shape
     (its zero-initialised margin read-out and the features under it, trained only
-    through the shaper; its own amounts are unused)."""
+    through the shaper; its own amounts are unused). ``'quantile_net'``: the
+    forecaster emits K quantiles per decision (``heads.QUANTILE_NET``)."""
 
     forecaster: nn.Module
     margin_net: nn.Module
@@ -288,7 +290,7 @@ class _ForecastAndMargin(nn.Module):
     def __call__(self, inputs, eps):
         f, forecasts = self.forecaster(inputs, eps)
         raw, _ = self.margin_net(inputs, eps)
-        return jnp.concatenate([f, raw[..., f.shape[-1]:]], -1), forecasts
+        return jnp.concatenate([f, raw[..., raw.shape[-1] // 2:]], -1), forecasts
 
 
 def _network(module, input_shape, decision_dim, head=heads.AMOUNT) -> Network:

@@ -77,7 +77,7 @@ def mse_pretrain(config: Config, predictor) -> Callable:
     """MSE pre-training of the IRs (their own next values) and the assembler (the
     targets) for ``config.pretrain_epochs`` shuffled epochs (paper remark 4)."""
     tx = optax.adam(config.pretrain_lr)
-    head = heads.make_head(config)
+    fit = heads.fit_loss(heads.make_head(config))
 
     def pretrain(key, state, train: Split):
         layout = batching.for_split(config.batch_size, train)
@@ -91,8 +91,9 @@ def mse_pretrain(config: Config, predictor) -> Callable:
             def objective(q):
                 eps = jnp.zeros(batch.targets.shape, jnp.float32)
                 raw, forecasts = predictor.raw(q, batch.inputs, eps)
-                pred = head.amount(raw)  # an admit head's amounts; its logits wait
-                return jnp.mean((pred - batch.targets) ** 2) + jnp.mean(
+                # MSE of the amounts (an admit head's logits wait), or a quantile
+                # head's pinball loss.
+                return fit(raw, batch.targets) + jnp.mean(
                     (forecasts - batch.ir_targets) ** 2
                 )
 
@@ -201,8 +202,9 @@ def _anchor(config: Config, predictor, head):
     added; with a margin head the forecasts' MSE, which trains them."""
     anchors = []
     amounts = lambda p, x, e: head.amount(predictor.raw(p, x, e)[0])
-    if head.name.startswith("margin"):
-        anchors.append(variants.forecast_anchor(amounts))
+    if head.name.startswith(("margin", "quantile")):
+        raw = lambda p, x, e: predictor.raw(p, x, e)[0]
+        anchors.append(variants.forecast_anchor(raw, heads.fit_loss(head)))
     if config.ir_anchor > 0:
         anchors.append(variants.ir_anchor(
             config.ir_anchor, lambda p, x, e: predictor.raw(p, x, e)[1]))

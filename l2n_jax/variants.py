@@ -158,12 +158,13 @@ def spread_anchor(weight: float, amounts: Callable) -> Callable:
         jnp.var(amounts(p, batch.inputs, eps) - batch.targets, axis=0)))
 
 
-def forecast_anchor(forecasts: Callable) -> Callable:
-    """A margin head (``decision_head='margin'...``): the forecasts' MSE on the targets
-    (``forecasts(params, inputs, eps) -> [B, m]``), the only gradient they get
-    during co-training (the head stops the shaper's), as a ``gradient_anchor``."""
-    return gradient_anchor(1.0, lambda p, batch, eps: jnp.mean(
-        (forecasts(p, batch.inputs, eps) - batch.targets) ** 2))
+def forecast_anchor(raw: Callable, fit: Callable) -> Callable:
+    """A margin head (``decision_head='margin'...``): the forecasts' fixed loss on the
+    targets (``fit(raw(params, inputs, eps), targets)``: MSE, or a quantile head's
+    pinball loss), the only gradient they get during co-training (the head stops
+    the shaper's), as a ``gradient_anchor``."""
+    return gradient_anchor(1.0, lambda p, batch, eps: fit(
+        raw(p, batch.inputs, eps), batch.targets))
 
 
 def chain(*anchors: Callable) -> Callable:

@@ -115,6 +115,8 @@ VARIANTS = {
     "margin+offset": {"replay_size": 16384, "decision_head": "margin", "tune_offset": True},
     "margin_shared": {"replay_size": 16384, "decision_head": "margin_shared"},
     "margin_net": {"replay_size": 16384, "decision_head": "margin_net"},
+    # Pinball-trained quantiles read at a level the shaper sets.
+    "quantile_net": {"replay_size": 16384, "decision_head": "quantile_net"},
     # The shaper sees the error (with the replay; 18j tried a warped error too).
     "error_input": {"replay_size": 16384, "shaper_input": "error"},
 }
