@@ -122,7 +122,7 @@ def get_config(quick: bool = False) -> Config:
     MSE-trained forecast plus a margin network trained only through the shaper
     (``decision_head='margin_net'``, issue 18): chosen on validation, where it is
     lower than the paper's head in 9 of the 12 regions (-4.0% on average,
-    ``benchmarks/power_heads.py``, BUILD_NOTES 18i); the hourly load is smooth, and
+    ``benchmarks/heads.py``, BUILD_NOTES 18i); the hourly load is smooth, and
     the split keeps MSE's precision while the margin follows the cost."""
     if quick:
         return quick_config().replace(shaper_input="error", decision_head="margin_net")
