@@ -59,7 +59,8 @@ def per_series(name: str, **config_changes) -> Callable:
     shaper sees all the per-series decisions (bm-merged)."""
 
     def method(task: Task):
-        config = task.config.replace(split_irs=True, **config_changes)
+        config = task.config.replace(split_irs=True, decision_head="amount",
+                                     **config_changes)
         out = {}
         for site, ws in task.sites.items():
             combine = mean_of_inputs(ws)

@@ -32,6 +32,7 @@ LITERAL = types.MappingProxyType({
     "range_penalty": 0.0,
     "shaper_input": "decision",
     "select_best": False,
+    "decision_head": "amount",
 })
 
 
@@ -120,16 +121,17 @@ class Config:
         faster on a CPU that one seed already keeps busy, BUILD_NOTES §10; falls
         back to 'vmap' when seeds are split over several devices).
       decision_head: how the predictor's outputs become decisions
-        (``l2n_jax.heads``): 'amount' (the paper's: the outputs are the decisions),
+        (``l2n_jax.heads``). Default 'quantile_net' (issue 18, BUILD_NOTES §18k):
+        quantiles trained by the pinball loss alone, read at a level that a
+        margin network of the predictor's shape sets through the shaper. Or
+        'amount' (the paper's: the outputs are the decisions; ``Config.literal``),
         or, for admission control, an amount and an admission probability per
         decision (0 = rejected), explored as a Bernoulli draw and trained by
         straight-through ('admit_st') or by the shaper's admit-minus-reject
         difference ('admit_diff'). Issue 19. Or 'margin' (issue 18): a forecast
         trained by MSE alone plus a margin trained only through the shaper, read
         from the assembler's features ('margin_shared': the shaper also shapes
-        those features; 'margin_net': the margin has a network of its own), or
-        'quantile_net': quantiles trained by the pinball loss alone, read at a
-        level that a margin network sets through the shaper.
+        those features; 'margin_net': the margin has a network of its own).
       admit_floor: an admit head's exploration: admission is drawn with probability
         clipped to [admit_floor, 1 - admit_floor], so the shaper keeps seeing both.
       admit_floor_anneal: the floor decays with the exploration noise, admit_floor
@@ -189,7 +191,7 @@ class Config:
     log_every: int = 10
     checkpoint_every: int = 0
     seed_batching: str = "vmap"
-    decision_head: str = "amount"
+    decision_head: str = "quantile_net"
     admit_floor: float = 0.05
     admit_floor_anneal: bool = False
     ir_anchor: float = 0.0
@@ -292,7 +294,8 @@ def validate(config: Config) -> None:
         raise ValueError(f"Config.admit_floor must be < 0.5, got {config.admit_floor}")
     if config.decision_head.startswith(("margin", "quantile")) and config.split_irs:
         raise ValueError(f"Config.decision_head={config.decision_head!r} reads its margin from the "
-                         "assembler's features; split_irs has no assembler")
+                         "assembler's features; split_irs has no assembler (set "
+                         "decision_head='amount', the paper's head)")
     if config.decision_head.startswith("admit") and config.tune_offset:
         raise ValueError("Config.tune_offset adds an offset to every decision, which "
                          "would admit the rejected ones of decision_head="

@@ -97,7 +97,7 @@ register("ar_margin", with_margin(forecaster(_linear_ar)),
          doc="linear AR + a margin tuned on validation")
 register("alternating", alternating,
          doc="shaper and predictor trained in turn, one epoch each (Grabocka et al.)")
-register("bm_split", cotrained("bm_split", split_irs=True),
+register("bm_split", cotrained("bm_split", split_irs=True, decision_head="amount"),
          doc="Loss2Net without the assembler: each IR decides for its own series")
 
 

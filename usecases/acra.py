@@ -91,6 +91,7 @@ def get_config(quick: bool = False) -> Config:
         epochs=14, pretrain_epochs=4, batch_size=256, ir_mlp=(64, 64),
         assembler=(256, 256, 128, 64), shaper_hidden=(256, 256, 256, 256, 128),
         lr_max=3e-4, replay_size=4096, log_every=2,
+        decision_head="amount",  # the paper's head, as its tables were made
     )
 
 

@@ -62,4 +62,5 @@ def quick_config() -> Config:
     return Config(
         epochs=3, pretrain_epochs=1, batch_size=64, ir_mlp=(16,), assembler=(16,),
         shaper_hidden=(32, 32), log_every=1,
+        decision_head="amount",  # each use case's quick run keeps its full run's head
     )

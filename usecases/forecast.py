@@ -185,6 +185,7 @@ def get_config(quick: bool = False) -> Config:
         epochs=20, pretrain_epochs=2, batch_size=64, ir_mlp=(64, 64), assembler=(64,),
         shaper_hidden=(128, 128), lr_cycles=LR_CYCLES, replay_size=4096,
         log_every=5,
+        decision_head="amount",  # the paper's head, as its tables were made
     )
 
 

@@ -70,6 +70,7 @@ def get_config(quick: bool = False) -> Config:
     return Config(
         epochs=60, pretrain_epochs=10, batch_size=64, ir_mlp=(64, 64), assembler=(64,),
         shaper_hidden=(256, 256, 128), replay_size=4096, log_every=10,
+        decision_head="amount",  # the paper's head, as its tables were made
     )
 
 

@@ -56,10 +56,13 @@ SEGMENTS = 8  # contiguous time segments per Loss2Net batch on a stateful probe
 # Config() but a batch of 64: the series are short (1,142 and 2,285 training hours).
 CONFIG = Config(batch_size=64)
 # Loss2Net variants benchmarks/probes.py can run: name -> Config changes on CONFIG
-# (the ablations of BUILD_NOTES §18; each spells out its replay size, so a name
-# keeps its meaning if the default changes).
+# (the ablations of BUILD_NOTES §18; each spells out its replay size, and its head
+# if not the paper's, so a name keeps its meaning if the default changes: see
+# ``variant``).
 VARIANTS = {
     "default": {},
+    # The default until §18k: the paper's head with a 16,384-sample replay.
+    "amount": {"replay_size": 16384, "decision_head": "amount"},
     "no_replay": {"replay_size": 0},  # the default before §18
     "no_replay+offset": {"replay_size": 0, "tune_offset": True},
     "no_replay+noise/5": {"replay_size": 0, "noise_start": 0.02, "noise_end": 0.0002},
@@ -123,8 +126,12 @@ VARIANTS = {
 
 
 def variant(name: str, probe: str) -> tuple[dict, int]:
-    """(Config changes, segments per stateful batch) of a ``VARIANTS`` entry."""
+    """(Config changes, segments per stateful batch) of a ``VARIANTS`` entry; an
+    entry other than 'default' that names no head ran with the paper's
+    ('amount', the default until BUILD_NOTES §18k) and keeps it."""
     changes = dict(VARIANTS[name])
+    if name != "default":
+        changes.setdefault("decision_head", "amount")
     segments = changes.pop("segments", SEGMENTS)
     return changes, segments if probe in STATEFUL else 1
 

@@ -74,6 +74,7 @@ def get_config(quick: bool = False) -> Config:
         epochs=30, pretrain_epochs=5, batch_size=64, ir_mlp=(64, 64),
         assembler=(256, 256, 128, 64), replay_size=4096, log_every=10,
         noise_start=0.05,
+        decision_head="amount",  # the paper's head, as its tables were made
     )
 
 
