@@ -40,8 +40,10 @@ def test_admit_head_decides_and_explores():
     admitted = np.asarray(d != 0).mean(0)
     np.testing.assert_allclose(admitted, [0.9, 0.1], atol=0.01)
     np.testing.assert_allclose(np.asarray(d)[np.asarray(d[:, 0]) != 0, 0], 0.31, atol=1e-6)
-    # The amount head is the identity plus noise: the paper's step.
-    assert heads.make_head(l2n.Config()) is heads.AMOUNT
+    # The paper's head (Config.literal's) is the identity plus noise; Config()'s is
+    # the quantile head (BUILD_NOTES §18k).
+    assert heads.make_head(l2n.Config.literal()) is heads.AMOUNT
+    assert heads.make_head(l2n.Config()) is heads.QUANTILE_NET
 
 
 def test_annealed_floor_follows_the_noise():
