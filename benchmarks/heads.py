@@ -13,7 +13,8 @@ writes one tidy row per head x site x split x seed, so that a head can be chosen
 validation before its test cost is read (BUILD_NOTES §18i, §18k). Prints each
 head's test cost per site and that of two choices made on validation: per seed
 (the head of lower validation cost) and per site (the head of lower mean
-validation cost over seeds).
+validation cost over seeds). ``--summarize`` prints that for the rows already in
+``--out`` (e.g. several heads appended from separate runs) without training.
 """
 
 import pathlib
@@ -29,6 +30,7 @@ _HEADS = flags.DEFINE_list("heads", ["amount", "margin_net"], "Config.decision_h
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per head.", lower_bound=1)
 _BETA = flags.DEFINE_float("beta", None, "netalloc only: the SLA fee (default: its own).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/power/heads.csv", "Output CSV.")
+_SUMMARIZE = flags.DEFINE_bool("summarize", False, "Only print the choices of --out's rows.")
 
 
 def choices(df: pd.DataFrame) -> pd.DataFrame:
@@ -46,8 +48,21 @@ def choices(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def summarize(df: pd.DataFrame) -> None:
+    """Prints each head's mean cost per split and the validation choices per site."""
+    print(df.groupby(["head", "split"])["cost"].mean().unstack().to_string())
+    table = choices(df)
+    with pd.option_context("display.float_format", lambda v: f"{v:.5f}"):
+        print(table.to_string())
+    means = table.drop(columns=["site's pick"]).mean().round(5).to_dict()
+    print(f"mean over sites: {means}")
+
+
 def main(argv):
     del argv
+    if _SUMMARIZE.value:
+        summarize(pd.read_csv(_OUT.value))
+        return
     uc = REGISTRY[_USECASE.value]
     params = {} if _BETA.value is None else {"beta": _BETA.value}
     if params and uc.name != "netalloc":
@@ -69,12 +84,8 @@ def main(argv):
     out = pathlib.Path(_OUT.value)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
-    print(df.groupby(["head", "split"])["cost"].mean().unstack().to_string())
-    table = choices(df)
-    with pd.option_context("display.float_format", lambda v: f"{v:.5f}"):
-        print(table.to_string())
-    means = table.drop(columns=["site's pick"]).mean().round(5).to_dict()
-    print(f"wrote {out}; mean over sites: {means}")
+    summarize(df)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

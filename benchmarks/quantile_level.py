@@ -42,7 +42,7 @@ def shifted_costs(fit, windows, metric) -> tuple[np.ndarray, np.ndarray]:
     eps = jnp.zeros(windows.targets.shape, jnp.float32)
 
     def one_seed(params):
-        q, r = heads._quantiles(net.raw(params, inputs, eps)[0])
+        q, r = heads.split_quantiles(net.raw(params, inputs, eps)[0])
         z = heads.QUANTILE_SCALE * r
         at = lambda d: jnp.mean(cost_b(heads.interpolate_quantiles(q, z + d), obs))
         tau = jax.nn.sigmoid(z)

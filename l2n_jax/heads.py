@@ -79,8 +79,11 @@ class Head(NamedTuple):
         differentiable in ``raw``; ``decision_loss(decisions, shaper, seen, eps)`` is
         the mean shaped loss of a batch (``variants.shaped_loss``).
       summary: raw -> {name: scalar} logged per step.
-      fit: (raw, targets) -> the forecast's fixed loss, for MSE pre-training and a
-        margin head's anchor (None: the MSE of ``amount``; see ``fit_loss``).
+      fit: (raw, targets) -> the fixed loss of a head whose forecasts train apart
+        from the shaper (the margin and quantile heads): pre-training fits it and
+        co-training anchors the forecasts to it (``variants.forecast_anchor``).
+        None (the paper's and the admission heads): pre-training fits the MSE of
+        ``amount`` and nothing is anchored (``fit_loss``).
     """
 
     name: str
@@ -94,7 +97,7 @@ class Head(NamedTuple):
 
 
 def fit_loss(head: Head) -> Callable:
-    """(raw, targets) -> what pre-training (and a margin head's anchor) fits."""
+    """(raw, targets) -> what pre-training fits."""
     return head.fit or _mse_fit(head.amount)
 
 
@@ -205,6 +208,7 @@ MARGIN = Head(
     explore=lambda key, raw, eps, sigma=None: sum(_split(raw)) + eps,
     loss=_margin_loss,
     summary=lambda raw: {"margin": jnp.mean(_split(raw)[1])},
+    fit=_mse_fit(lambda raw: _split(raw)[0]),
 )
 MARGIN_SHARED = MARGIN._replace(name="margin_shared")  # nets.py reads the difference
 MARGIN_NET = MARGIN._replace(name="margin_net")
@@ -215,7 +219,7 @@ QUANTILE_LOGITS = tuple(float(z) for z in range(-5, 6))  # tau 0.0067 ... 0.9933
 QUANTILE_SCALE = 5.0  # a margin of 1 moves the level by 5 logits (tau 0.5 -> 0.9933)
 
 
-def _quantiles(raw):
+def split_quantiles(raw):
     """raw [..., m (K + 1)] -> (sorted quantiles [..., m, K], level margins [..., m])."""
     k = len(QUANTILE_LOGITS)
     m = raw.shape[-1] // (k + 1)
@@ -236,7 +240,7 @@ def interpolate_quantiles(q, z):
 
 
 def _quantile_decide(raw, stop=False):
-    q, r = _quantiles(raw)
+    q, r = split_quantiles(raw)
     q = jax.lax.stop_gradient(q) if stop else q
     return interpolate_quantiles(q, QUANTILE_SCALE * r)
 
@@ -247,7 +251,7 @@ def _quantile_loss(decision_loss, key, raw, eps, shaper, seen, sigma=None):
 
 
 def _pinball_fit(raw, targets):
-    q, _ = _quantiles(raw)
+    q, _ = split_quantiles(raw)
     tau = jax.nn.sigmoid(jnp.asarray(QUANTILE_LOGITS))
     err = targets[..., None] - q
     return jnp.mean(jnp.maximum(tau * err, (tau - 1.0) * err))
@@ -257,11 +261,11 @@ QUANTILE_NET = Head(
     name="quantile_net",
     width=lambda m: m * (len(QUANTILE_LOGITS) + 1),
     decide=_quantile_decide,
-    amount=lambda raw: _quantiles(raw)[0][..., len(QUANTILE_LOGITS) // 2],
+    amount=lambda raw: split_quantiles(raw)[0][..., len(QUANTILE_LOGITS) // 2],
     explore=lambda key, raw, eps, sigma=None: _quantile_decide(raw) + eps,
     loss=_quantile_loss,
     summary=lambda raw: {"quantile_level": jnp.mean(
-        jax.nn.sigmoid(QUANTILE_SCALE * _quantiles(raw)[1]))},
+        jax.nn.sigmoid(QUANTILE_SCALE * split_quantiles(raw)[1]))},
     fit=_pinball_fit,
 )
 _MARGIN_HEADS = {h.name: h for h in (MARGIN, MARGIN_SHARED, MARGIN_NET, QUANTILE_NET)}

@@ -199,12 +199,13 @@ def _metric_layout(config: Config, shapes: Shapes, metric, segments: int, statef
 def _anchor(config: Config, predictor, head):
     """The predictor's gradient as is (the paper's), or with ``Config.ir_anchor``
     its IRs' forecasting term and/or ``Config.spread_anchor`` its errors' spread
-    added; with a margin head the forecasts' MSE, which trains them."""
+    added; with a head whose forecasts train apart from the shaper (margin,
+    quantile) their fixed loss, ``Head.fit``, which trains them."""
     anchors = []
     amounts = lambda p, x, e: head.amount(predictor.raw(p, x, e)[0])
-    if head.name.startswith(("margin", "quantile")):
+    if head.fit is not None:  # forecasts that train apart from the shaper
         raw = lambda p, x, e: predictor.raw(p, x, e)[0]
-        anchors.append(variants.forecast_anchor(raw, heads.fit_loss(head)))
+        anchors.append(variants.forecast_anchor(raw, head.fit))
     if config.ir_anchor > 0:
         anchors.append(variants.ir_anchor(
             config.ir_anchor, lambda p, x, e: predictor.raw(p, x, e)[1]))

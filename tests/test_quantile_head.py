@@ -93,7 +93,7 @@ def test_a_fit_spreads_the_quantiles_and_raises_the_level(windowset):
     raw, _ = fit.networks["predictor"].raw(
         jax.tree.map(lambda a: a[0], fit.params["predictor"]),
         jnp.asarray(windowset.test.inputs), jnp.zeros(windowset.test.targets.shape))
-    q, _ = heads._quantiles(raw)
+    q, _ = heads.split_quantiles(raw)
     assert float(jnp.mean(q[..., -1] - q[..., 0])) > 0  # pre-training spread them
     got = fit.predict(windowset.test.inputs)
     assert got.shape[-1] == windowset.test.targets.shape[-1] and np.all(np.isfinite(got))
