@@ -120,6 +120,8 @@ VARIANTS = {
     "margin_net": {"replay_size": 16384, "decision_head": "margin_net"},
     # Pinball-trained quantiles read at a level the shaper sets.
     "quantile_net": {"replay_size": 16384, "decision_head": "quantile_net"},
+    "quantile_net+offset": {"replay_size": 16384, "decision_head": "quantile_net",
+                            "tune_offset": True},
     # The shaper sees the error (with the replay; 18j tried a warped error too).
     "error_input": {"replay_size": 16384, "shaper_input": "error"},
 }
