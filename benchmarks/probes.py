@@ -18,9 +18,12 @@ tuned, Loss2Net's epoch selected) as one sequence over the split.
 Writes under ``--out``: ``results.csv`` (tidy: series, probe, kind, method, seed,
 test_cost, rmse, ...), ``results.md`` (per case: mean ± std, median, and Loss2Net's
 median over the best tuned baseline's) and ``config.json``. ``--checkpoint_dir``
-resumes an interrupted run.
+resumes an interrupted run; ``--merge`` keeps the rows of an earlier run that this
+one does not replace (the committed table: ``--baseline_head=amount --variants=
+--merge``, then ``--merge``).
 """
 
+import itertools
 import json
 import pathlib
 import platform
@@ -37,6 +40,9 @@ _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per method (vmapped).", lower_b
 _SERIES = flags.DEFINE_list("series", list(probes.SERIES), "Series.")
 _PROBES = flags.DEFINE_list("probes", list(probes.PROBES), "Probe metrics.")
 _VARIANTS = flags.DEFINE_list("variants", ["default"], "Loss2Net variants (VARIANTS keys).")
+_METHODS = flags.DEFINE_list(
+    "loss2net_methods", ["loss2net"], "Loss2Net's registry methods each variant runs "
+    "(e.g. loss2net_tuned: quantile_grad 0 or 1, chosen on validation).")
 _BASELINES = flags.DEFINE_bool("baselines", True, "Also run the tuned baselines.")
 _BASELINE_HEAD = flags.DEFINE_string(
     "baseline_head", None, "Train the baselines with this decision_head instead of the "
@@ -44,6 +50,9 @@ _BASELINE_HEAD = flags.DEFINE_string(
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke budget (tiny nets, 2 seeds).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/probes", "Output directory.")
 _CKPT = flags.DEFINE_string("checkpoint_dir", None, "Checkpoint (and resume) directory.")
+_MERGE = flags.DEFINE_bool(
+    "merge", False, "Keep the rows of --out's results.csv that this run does not "
+    "replace (same series, probe and method): one table from several runs.")
 
 BASELINES = ("pinball_tuned", "mse_margin", "ar_margin", "mse")
 TUNED = ("pinball_tuned", "mse_margin", "ar_margin")  # what "the best tuned baseline" means
@@ -58,13 +67,13 @@ def run_case(series: str, probe: str, seeds, variants, baselines: bool, ckpt) ->
     """One (series, probe) table: Loss2Net variants, then the baselines."""
     data, metric = probes.load(series), probes.make_metric(probe)
     frames = []
-    for variant in variants:
+    for variant, method in itertools.product(variants, _METHODS.value):
         start = time.perf_counter()
         changes, segments = probes.variant(variant, probe)
         rows = l2n.compare(data, metric, config=_config(changes), seeds=seeds,
-                           methods=("loss2net",), options=registry.Options(segments=segments),
+                           methods=(method,), options=registry.Options(segments=segments),
                            checkpoint_dir=ckpt and f"{ckpt}/{series}_{probe}_{variant}").rows
-        name = "loss2net" if variant == "default" else f"loss2net[{variant}]"
+        name = method if variant == "default" else f"{method}[{variant}]"
         frames.append(rows.assign(method=name, wall_s=time.perf_counter() - start))
     if baselines:
         start = time.perf_counter()
@@ -98,26 +107,39 @@ def table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _merged(old, new: pd.DataFrame) -> pd.DataFrame:
+    """``new`` after the rows of ``old`` (None: none) it does not replace."""
+    if old is None:
+        return new
+    key = ["series", "probe", "method"]
+    kept = old.merge(new[key].drop_duplicates(), on=key, how="left", indicator=True)
+    return pd.concat([old[(kept["_merge"] == "left_only").to_numpy()], new],
+                     ignore_index=True)
+
+
 def main(argv):
     del argv
     seeds = tuple(range(2 if _QUICK.value else _SEEDS.value))
     out = pathlib.Path(_OUT.value)
     out.mkdir(parents=True, exist_ok=True)
+    old = (pd.read_csv(out / "results.csv")
+           if _MERGE.value and (out / "results.csv").exists() else None)
     start, frames = time.perf_counter(), []
     for series in _SERIES.value:
         for probe in _PROBES.value:
             print(f"== {series} / {probe}", flush=True)
             frames.append(run_case(series, probe, seeds, _VARIANTS.value,
                                    _BASELINES.value, _CKPT.value))
-            pd.concat(frames).to_csv(out / "results.csv", index=False)  # partial results
+            _merged(old, pd.concat(frames)).to_csv(out / "results.csv", index=False)
     df = pd.concat(frames, ignore_index=True)
+    df = _merged(old, df)
     front = ["series", "probe", "kind", "method", "seed", "test_cost"]
     df = df[front + [c for c in df.columns if c not in front]]
     df.to_csv(out / "results.csv", index=False)
     wall = time.perf_counter() - start
     command = "python benchmarks/probes.py " + " ".join(
         f"--{f.name}={','.join(f.value) if isinstance(f.value, list) else f.value}"
-        for f in (_SEEDS, _SERIES, _PROBES, _VARIANTS, _QUICK, _BASELINE_HEAD))
+        for f in (_SEEDS, _SERIES, _PROBES, _VARIANTS, _METHODS, _QUICK, _BASELINE_HEAD))
     text = (f"Command: `{command}`\n\nMachine: {platform.machine()}, "
             f"{platform.processor() or 'cpu'}; wall time {wall / 60:.1f} min.\n\n"
             + table(df))

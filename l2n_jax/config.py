@@ -151,6 +151,10 @@ class Config:
         result use the average (the live predictor keeps training), so the noise
         a learned surface's per-sample gradient puts into the parameters is
         averaged out. 0 = the paper's (no average). Added measure (issue 18).
+      quantile_grad: ``decision_head='quantile_net'`` only: the share (0-1) of the
+        shaper's gradient that reaches the two quantiles each decision is read
+        between (the pinball loss still anchors every quantile); 0: only the
+        level learns from the shaper. Added measure (issue 18, BUILD_NOTES §18l).
     """
 
     epochs: int = 60
@@ -197,6 +201,7 @@ class Config:
     ir_anchor: float = 0.0
     spread_anchor: float = 0.0
     predictor_average: float = 0.0
+    quantile_grad: float = 0.0
 
     def __post_init__(self):
         validate(self)
@@ -301,6 +306,13 @@ def validate(config: Config) -> None:
                          "would admit the rejected ones of decision_head="
                          f"{config.decision_head!r}")
     _positive_float(config, "predictor_average", allow_zero=True)
+    _positive_float(config, "quantile_grad", allow_zero=True)
+    if config.quantile_grad > 1.0:
+        raise ValueError(f"Config.quantile_grad must be <= 1, got {config.quantile_grad}")
+    if config.quantile_grad and config.decision_head != "quantile_net":
+        raise ValueError("Config.quantile_grad sets how much of the shaper's gradient "
+                         "reaches decision_head='quantile_net''s quantiles; got decision_head="
+                         f"{config.decision_head!r}")
     if config.predictor_average >= 1.0:
         raise ValueError(f"Config.predictor_average must be < 1, got {config.predictor_average}")
     if config.cost_to_go >= 1.0:

@@ -47,6 +47,9 @@ sampled decision, for admitted decisions only.
   interpolated linearly in logit at ``QUANTILE_SCALE`` x r (0 untrained: the
   median), extrapolated past the end levels. A learned counterpart of a tuned
   quantile loss whose level may follow the input.
+  ``Config.quantile_grad`` > 0 lets that share of the shaper's gradient reach the
+  two quantiles each decision is read between too (the pinball loss still anchors
+  them): the learned cost may bend the quantile curve where it decides.
 """
 
 from typing import Callable, NamedTuple
@@ -239,15 +242,24 @@ def interpolate_quantiles(q, z):
     return lo + (pos - i) * (hi - lo)
 
 
-def _quantile_decide(raw, stop=False):
+def _quantile_decide(raw, grad_share=1.0):
     q, r = split_quantiles(raw)
-    q = jax.lax.stop_gradient(q) if stop else q
+    if grad_share == 0.0:
+        q = jax.lax.stop_gradient(q)
+    elif grad_share != 1.0:  # the same value; the gradient scaled by grad_share
+        q = grad_share * q + (1.0 - grad_share) * jax.lax.stop_gradient(q)
     return interpolate_quantiles(q, QUANTILE_SCALE * r)
 
 
-def _quantile_loss(decision_loss, key, raw, eps, shaper, seen, sigma=None):
-    del key, sigma
-    return decision_loss(_quantile_decide(raw, stop=True) + eps, shaper, seen, eps)
+def _quantile_loss_of(grad_share: float) -> Callable:
+    """The shaped loss of the quantile head's decisions, with ``grad_share`` of the
+    shaper's gradient reaching the quantiles (``Config.quantile_grad``)."""
+
+    def quantile_loss(decision_loss, key, raw, eps, shaper, seen, sigma=None):
+        del key, sigma
+        return decision_loss(_quantile_decide(raw, grad_share) + eps, shaper, seen, eps)
+
+    return quantile_loss
 
 
 def _pinball_fit(raw, targets):
@@ -263,7 +275,7 @@ QUANTILE_NET = Head(
     decide=_quantile_decide,
     amount=lambda raw: split_quantiles(raw)[0][..., len(QUANTILE_LOGITS) // 2],
     explore=lambda key, raw, eps, sigma=None: _quantile_decide(raw) + eps,
-    loss=_quantile_loss,
+    loss=_quantile_loss_of(0.0),
     summary=lambda raw: {"quantile_level": jnp.mean(
         jax.nn.sigmoid(QUANTILE_SCALE * split_quantiles(raw)[1]))},
     fit=_pinball_fit,
@@ -275,6 +287,8 @@ def make_head(config) -> Head:
     """The head of ``config.decision_head`` (with its ``admit_floor``)."""
     if config.decision_head == "amount":
         return AMOUNT
+    if config.decision_head == "quantile_net" and config.quantile_grad:
+        return QUANTILE_NET._replace(loss=_quantile_loss_of(config.quantile_grad))
     if config.decision_head in _MARGIN_HEADS:
         return _MARGIN_HEADS[config.decision_head]
     loss_of = {"admit_st": _st_loss, "admit_diff": _diff_loss}[config.decision_head]

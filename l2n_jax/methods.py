@@ -97,6 +97,11 @@ register("ar_margin", with_margin(forecaster(_linear_ar)),
          doc="linear AR + a margin tuned on validation")
 register("alternating", alternating,
          doc="shaper and predictor trained in turn, one epoch each (Grabocka et al.)")
+register("loss2net_tuned",
+         tuned((0.0, 1.0), lambda g: cotrained(f"loss2net_qgrad{g:g}", quantile_grad=g),
+               "quantile_grad"),
+         doc="Loss2Net twice, quantile_grad 0 and 1 (how much of the shaper's gradient "
+             "reaches the quantiles), the one of lower validation cost per site")
 register("bm_split", cotrained("bm_split", split_irs=True, decision_head="amount"),
          doc="Loss2Net without the assembler: each IR decides for its own series")
 

@@ -51,6 +51,12 @@ def test_the_shapers_gradient_reaches_the_level_only():
     grad = jax.grad(lambda r: heads.QUANTILE_NET.loss(loss, None, r, eps, None, None))(raw)
     np.testing.assert_array_equal(grad[:, :K], 0.0)  # the quantiles': stopped
     assert np.all(np.asarray(grad[:, K]) != 0.0)
+    # Config.quantile_grad: that share reaches the two quantiles read between.
+    full, half = (jax.grad(lambda r: heads.make_head(l2n.Config(quantile_grad=g)).loss(
+        loss, None, r, eps, None, None))(raw) for g in (1.0, 0.5))
+    np.testing.assert_array_equal((np.asarray(full[:, :K]) != 0).sum(-1), 2)
+    np.testing.assert_allclose(half[:, :K], 0.5 * full[:, :K], rtol=1e-6)
+    np.testing.assert_allclose(half[:, K], grad[:, K], rtol=1e-6)  # the level's: unchanged
 
 
 def test_the_fit_loss_is_the_pinball_loss_at_each_level():
@@ -99,6 +105,27 @@ def test_a_fit_spreads_the_quantiles_and_raises_the_level(windowset):
     assert got.shape[-1] == windowset.test.targets.shape[-1] and np.all(np.isfinite(got))
 
 
+def test_quantile_grad_is_a_share_for_the_quantile_head_only():
+    with pytest.raises(ValueError, match="quantile_grad must be <= 1"):
+        l2n.Config(quantile_grad=1.5)
+    with pytest.raises(ValueError, match="quantile_grad sets"):
+        l2n.Config(decision_head="amount", quantile_grad=0.5)
+
+
 def test_the_quantile_head_needs_an_assembler():
     with pytest.raises(ValueError, match="split_irs"):
         l2n.Config(decision_head="quantile_net", split_irs=True)
+
+
+def test_loss2net_tuned_keeps_the_quantile_grad_validation_prefers(windowset):
+    config = tiny_config(epochs=4, decision_head="quantile_net")
+    tuned = l2n.compare(windowset, asymmetric_cost, config=config, seeds=(0, 1),
+                        methods=("loss2net_tuned",), verbose=False).rows
+    (g,) = set(tuned["knob"])
+    assert g in (0.0, 1.0)
+    alone = l2n.compare(windowset, asymmetric_cost, config=config.replace(quantile_grad=g),
+                        seeds=(0, 1), methods=("loss2net",), verbose=False).rows
+    np.testing.assert_array_equal(tuned["test_cost"], alone["test_cost"])
+    with pytest.raises(ValueError, match="quantile_grad sets"):
+        l2n.compare(windowset, asymmetric_cost, config=tiny_config(epochs=2), seeds=(0,),
+                    methods=("loss2net_tuned",), verbose=False)

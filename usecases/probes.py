@@ -122,6 +122,10 @@ VARIANTS = {
     "quantile_net": {"replay_size": 16384, "decision_head": "quantile_net"},
     "quantile_net+offset": {"replay_size": 16384, "decision_head": "quantile_net",
                             "tune_offset": True},
+    # Config.quantile_grad: a share of the shaper's gradient reaches the quantiles.
+    "qgrad1": {"replay_size": 16384, "decision_head": "quantile_net", "quantile_grad": 1.0},
+    "qgrad0.3": {"replay_size": 16384, "decision_head": "quantile_net", "quantile_grad": 0.3},
+    "qgrad0.1": {"replay_size": 16384, "decision_head": "quantile_net", "quantile_grad": 0.1},
     # The shaper sees the error (with the replay; 18j tried a warped error too).
     "error_input": {"replay_size": 16384, "shaper_input": "error"},
 }
