@@ -11,16 +11,17 @@ finer grid), MSE + a tuned margin and linear AR + a tuned margin, all with the
 same config (``usecases.probes.CONFIG``: ``Config()`` but a batch of 64, the series being short;
 so the same two networks of the quantile head), the same split and the same seeds;
 ``--baseline_head=amount`` trains them on the paper's single predictor instead (the
-table's "best tuned baseline" is the best over every head in the CSV). Stateful probes
-train Loss2Net on ``SEGMENTS`` contiguous segments per batch; every method's decisions are scored (and margins
-tuned, Loss2Net's epoch selected) as one sequence over the split.
+table's "best tuned baseline" is the best over every head in the CSV). Stateful
+probes train Loss2Net on ``SEGMENTS`` contiguous segments per batch; every method's
+decisions are scored (and margins tuned, Loss2Net's epoch selected) as one sequence
+over the split.
 
 Writes under ``--out``: ``results.csv`` (tidy: series, probe, kind, method, seed,
 test_cost, rmse, ...), ``results.md`` (per case: mean ± std, median, and Loss2Net's
 median over the best tuned baseline's) and ``config.json``. ``--checkpoint_dir``
 resumes an interrupted run; ``--merge`` keeps the rows of an earlier run that this
 one does not replace (the committed table: ``--baseline_head=amount --variants=
---merge``, then ``--merge``).
+--merge``, then ``--loss2net_methods=loss2net,loss2net_tuned --merge``).
 """
 
 import itertools
@@ -131,15 +132,15 @@ def main(argv):
             frames.append(run_case(series, probe, seeds, _VARIANTS.value,
                                    _BASELINES.value, _CKPT.value))
             _merged(old, pd.concat(frames)).to_csv(out / "results.csv", index=False)
-    df = pd.concat(frames, ignore_index=True)
-    df = _merged(old, df)
+    df = _merged(old, pd.concat(frames, ignore_index=True))
     front = ["series", "probe", "kind", "method", "seed", "test_cost"]
     df = df[front + [c for c in df.columns if c not in front]]
     df.to_csv(out / "results.csv", index=False)
     wall = time.perf_counter() - start
     command = "python benchmarks/probes.py " + " ".join(
         f"--{f.name}={','.join(f.value) if isinstance(f.value, list) else f.value}"
-        for f in (_SEEDS, _SERIES, _PROBES, _VARIANTS, _METHODS, _QUICK, _BASELINE_HEAD))
+        for f in (_SEEDS, _SERIES, _PROBES, _VARIANTS, _METHODS, _QUICK, _BASELINE_HEAD)
+        if f.value is not None)
     text = (f"Command: `{command}`\n\nMachine: {platform.machine()}, "
             f"{platform.processor() or 'cpu'}; wall time {wall / 60:.1f} min.\n\n"
             + table(df))

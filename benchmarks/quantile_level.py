@@ -54,7 +54,7 @@ def plugin_cost(q, obs, metric):
     return jnp.mean(sample_cost(heads.interpolate_quantiles(q, z), obs))
 
 
-def shifted_costs(fit, windows, metric) -> tuple[np.ndarray, np.ndarray]:
+def shifted_costs(fit, windows, metric) -> tuple[jax.Array, ...]:
     """[seeds, shifts] mean cost with the level shifted; [seeds] the learned tau's mean
     and std over decisions; [seeds] the plug-in decision's cost."""
     net, cost_b = fit.networks["predictor"], jax.vmap(metric)

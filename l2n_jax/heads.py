@@ -244,9 +244,11 @@ def interpolate_quantiles(q, z):
 
 def _quantile_decide(raw, grad_share=1.0):
     q, r = split_quantiles(raw)
+    # 0 and 1 as the plain stop / no stop (bitwise the old head's steps); between,
+    # the same value with the gradient scaled by grad_share.
     if grad_share == 0.0:
         q = jax.lax.stop_gradient(q)
-    elif grad_share != 1.0:  # the same value; the gradient scaled by grad_share
+    elif grad_share != 1.0:
         q = grad_share * q + (1.0 - grad_share) * jax.lax.stop_gradient(q)
     return interpolate_quantiles(q, QUANTILE_SCALE * r)
 
