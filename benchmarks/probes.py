@@ -20,8 +20,9 @@ Writes under ``--out``: ``results.csv`` (tidy: series, probe, kind, method, seed
 test_cost, rmse, ...), ``results.md`` (per case: mean ± std, median, and Loss2Net's
 median over the best tuned baseline's) and ``config.json``. ``--checkpoint_dir``
 resumes an interrupted run; ``--merge`` keeps the rows of an earlier run that this
-one does not replace (the committed table: ``--baseline_head=amount --variants=
---merge``, then ``--loss2net_methods=loss2net,loss2net_tuned --merge``).
+one does not replace (the committed table: the default run, then
+``--baseline_head=amount --variants= --merge``). Loss2Net at the defaults trains
+twice per case (``Config.quantile_grad`` 0 and 1, one chosen on validation; §18n).
 """
 
 import itertools

@@ -21,6 +21,7 @@ import numpy as np
 
 from l2n_jax import baselines
 from l2n_jax import checkpoint as ckpt_lib
+from l2n_jax.config import quantile_grads
 from l2n_jax.data import WindowSet
 from l2n_jax.fit import fit, fit_fixed_loss, fit_fixed_loss_sites, fit_sites
 from l2n_jax.registry import Outcome, Task
@@ -71,9 +72,16 @@ def cotrained(name: str = "loss2net", **config_changes) -> Callable:
         results = train_sites(config, task.sites, task.seeds, task.label,
                               task.checkpoint(name), metric=task.metric,
                               segments=task.options.segments, verbose=task.verbose)
-        return {s: from_fit(results[s], ws) for s, ws in task.sites.items()}
+        chosen = len(quantile_grads(config)) > 1 and config.decision_head == "quantile_net"
+        return {s: _knob(from_fit(results[s], ws), results[s].config.quantile_grad,
+                         len(task.seeds)) if chosen else from_fit(results[s], ws)
+                for s, ws in task.sites.items()}
 
     return method
+
+
+def _knob(outcome: Outcome, value, n_seeds: int) -> Outcome:
+    return outcome._replace(knob=np.full(n_seeds, value, np.float64))
 
 
 def fixed_fits(task: Task, loss: Callable, label: str) -> dict:
@@ -147,8 +155,7 @@ def tuned(grid: Callable[[Task], Sequence] | Sequence, make: Callable,
                 cost = valid["cost"].mean()
                 if s not in best or cost < best[s][0]:
                     best[s] = (cost, value, o)
-        return {s: o._replace(knob=np.full(len(task.seeds), v, np.float64))
-                for s, (_, v, o) in best.items()}
+        return {s: _knob(o, v, len(task.seeds)) for s, (_, v, o) in best.items()}
 
     return method
 
@@ -209,8 +216,7 @@ def tuned_loss(family: Callable, grid: Callable[[Task], Sequence], refine=None,
                 cost = valid["cost"].mean()
                 if s not in best or cost < best[s][0]:
                     best[s] = (cost, v, o)
-        return {s: o._replace(knob=np.full(len(task.seeds), v, np.float64))
-                for s, (_, v, o) in best.items()}
+        return {s: _knob(o, v, len(task.seeds)) for s, (_, v, o) in best.items()}
 
     return method
 

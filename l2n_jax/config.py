@@ -154,7 +154,13 @@ class Config:
       quantile_grad: ``decision_head='quantile_net'`` only: the share (0-1) of the
         shaper's gradient that reaches the two quantiles each decision is read
         between (the pinball loss still anchors every quantile); 0: only the
-        level learns from the shaper. Added measure (issue 18, BUILD_NOTES §18l).
+        level learns from the shaper. Added measure (issue 18, BUILD_NOTES §18l). A
+        tuple: the values to choose from on validation, per site (``l2n.fit`` and
+        ``fit_sites`` with a valid split train each and keep the one of lowest mean
+        true validation cost over the seeds, unless it beats the first value by less
+        than one standard error: ``fit.choose_value``; without a valid split, and
+        below ``fit``, the first value). The default, (0, 1), is chosen so (§18n):
+        spiky series take the shaper's whole gradient, smooth ones none of it.
     """
 
     epochs: int = 60
@@ -201,7 +207,7 @@ class Config:
     ir_anchor: float = 0.0
     spread_anchor: float = 0.0
     predictor_average: float = 0.0
-    quantile_grad: float = 0.0
+    quantile_grad: float | tuple[float, ...] = (0.0, 1.0)
 
     def __post_init__(self):
         validate(self)
@@ -270,6 +276,23 @@ def _positive_float(config: Config, name: str, allow_zero: bool = False) -> None
         raise ValueError(f"Config.{name} must be {bound}, got {value}")
 
 
+def quantile_grads(config: Config) -> tuple[float, ...]:
+    """``Config.quantile_grad`` as the tuple of values to choose from (one for a
+    number)."""
+    g = config.quantile_grad
+    return tuple(g) if isinstance(g, tuple) else (g,)
+
+
+def _quantile_grad(config: Config) -> None:
+    values = quantile_grads(config)
+    if not values:
+        raise ValueError("Config.quantile_grad must be a number or a non-empty tuple")
+    for g in values:
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g <= 1.0:
+            raise ValueError(f"Config.quantile_grad must be in [0, 1] (or a tuple of "
+                             f"such), got {config.quantile_grad!r}")
+
+
 def validate(config: Config) -> None:
     """Raises ValueError naming the first invalid field of ``config``."""
     for name in ("epochs", "batch_size", "lr_cycles", "log_every"):
@@ -306,10 +329,9 @@ def validate(config: Config) -> None:
                          "would admit the rejected ones of decision_head="
                          f"{config.decision_head!r}")
     _positive_float(config, "predictor_average", allow_zero=True)
-    _positive_float(config, "quantile_grad", allow_zero=True)
-    if config.quantile_grad > 1.0:
-        raise ValueError(f"Config.quantile_grad must be <= 1, got {config.quantile_grad}")
-    if config.quantile_grad and config.decision_head != "quantile_net":
+    _quantile_grad(config)
+    if (not isinstance(config.quantile_grad, tuple) and config.quantile_grad
+            and config.decision_head != "quantile_net"):
         raise ValueError("Config.quantile_grad sets how much of the shaper's gradient "
                          "reaches decision_head='quantile_net''s quantiles; got decision_head="
                          f"{config.decision_head!r}")
@@ -365,8 +387,9 @@ def parse_field(config: Config, text: str) -> tuple[str, object]:
             value = raw.lower() in ("true", "1")
         elif isinstance(current, (int, float)):
             value = type(current)(raw)
-        elif isinstance(current, tuple):
-            value = tuple(int(v) for v in raw.split(",") if v.strip())
+        elif isinstance(current, tuple):  # of ints (layers) or floats (quantile_grad)
+            kind = float if any(isinstance(v, float) for v in current) else int
+            value = tuple(kind(v) for v in raw.split(",") if v.strip())
         else:
             value = raw
     except ValueError:

@@ -27,11 +27,11 @@ import numpy as np
 
 from l2n_jax import baselines, engine, grids, progress, runs, starts, variants
 from l2n_jax import checkpoint as ckpt_lib
-from l2n_jax.config import Config
+from l2n_jax.config import Config, quantile_grads
 from l2n_jax.data import Split, Windows
 from l2n_jax.driver import NonFiniteError, drive  # noqa: F401 (re-exported)
 from l2n_jax.metrics import StatefulMetric, check_metric, v_dim
-from l2n_jax.results import FitResult, history_frame
+from l2n_jax.results import FitResult, history_frame, score
 from l2n_jax.sites import as_windows, stack_sites
 from l2n_jax.train import Shapes, make_program
 
@@ -168,6 +168,57 @@ def _with_offset(result: FitResult, valid: Windows, metric) -> FitResult:
     return dataclasses.replace(result, params={**result.params, "offset": margin})
 
 
+def _loss2net(config, train, valid, seeds, metric, *, sites=False, label="",
+              checkpoint=None, **kw):
+    """Loss2Net through ``_run``, once per ``Config.quantile_grad`` value to choose
+    from (the quantile head, with a valid split; else the first value alone), per
+    site the value ``choose_value`` picks from the true validation costs."""
+    values = quantile_grads(config)
+    if config.decision_head != "quantile_net" or valid is None:
+        values = values[:1]
+    runs, costs = {}, {}
+    for g in values:
+        tag, ckpt = label, checkpoint
+        if len(values) > 1:
+            tag = f"{label or 'loss2net'}[quantile_grad={g:g}]"
+            ckpt = None if checkpoint is None else f"{checkpoint}.qgrad{g:g}"
+        # The quantile head's result says which value ran; another head keeps its own.
+        run_config = (config.replace(quantile_grad=g)
+                      if config.decision_head == "quantile_net" else config)
+        out = _run(run_config, train, valid, seeds, "loss2net",
+                   metric=metric, label=tag, checkpoint=ckpt, sites=sites, **kw)
+        if len(values) == 1:
+            return out
+        for s, r in (out.items() if sites else [(None, out)]):
+            windows = as_windows(valid[s] if sites else valid, "valid")
+            cost = score(r.predict(windows.inputs), windows, metric, seeds, "")["cost"]
+            runs.setdefault(s, []).append(r)
+            costs.setdefault(s, []).append(cost.to_numpy())
+    report = progress.reporter(kw.get("verbose", True))
+    chosen = {}
+    for s in runs:
+        i = choose_value(costs[s])
+        chosen[s] = runs[s][i]
+        means = ", ".join(f"{g:g}: {c.mean():.5g}" for g, c in zip(values, costs[s]))
+        report(f"[{label or 'loss2net'}{'' if s is None else '/' + s}] quantile_grad "
+               f"{values[i]:g} chosen (mean validation cost {means})")
+    return chosen if sites else chosen[None]
+
+
+def choose_value(costs) -> int:
+    """The index of the value to keep, from each value's per-seed true validation
+    costs (first: the default): the lowest mean, unless it beats the first value by
+    less than one standard error of their per-seed differences (the one-standard-
+    error rule: a difference the seeds do not resolve keeps the default). With one
+    seed there is no error to measure: the lowest mean."""
+    costs = [np.asarray(c, np.float64) for c in costs]
+    best = int(np.argmin([c.mean() if np.isfinite(c.mean()) else np.inf for c in costs]))
+    diff = costs[0] - costs[best]
+    if best == 0 or diff.size < 2:
+        return best
+    return best if diff.mean() > diff.std(ddof=1) / np.sqrt(diff.size) else 0
+
+
 def _check_metric_arg(name, metric):
     if not (callable(metric) or isinstance(metric, StatefulMetric)):
         raise ValueError(f"{name}: metric must be callable, got {metric!r}")
@@ -189,7 +240,9 @@ def fit(config: Config, train: Windows, metric, *, seeds: Sequence[int] = (0,),
         order.
       seeds: one run per seed, all vmapped.
       valid: validation windows; with ``config.select_best`` the epoch of lowest true
-        validation cost is kept.
+        validation cost is kept. With ``decision_head='quantile_net'`` and a tuple
+        ``config.quantile_grad`` (the default), one run per value, and the one of
+        lowest mean true validation cost kept (its ``result.config`` says which).
       label: prefix of progress lines.
       checkpoint: a file path; the run state is written there every
         ``config.checkpoint_every`` epochs, and a run started on an existing checkpoint
@@ -206,8 +259,9 @@ def fit(config: Config, train: Windows, metric, *, seeds: Sequence[int] = (0,),
         ``config.log_every`` epochs; False: silent.
     """
     _check_metric_arg("fit", metric)
-    return _run(config, train, valid, seeds, "loss2net", metric=metric, label=label,
-                checkpoint=checkpoint, segments=segments, shaper=shaper, verbose=verbose)
+    return _loss2net(config, train, valid, seeds, metric, label=label,
+                     checkpoint=checkpoint, segments=segments, shaper=shaper,
+                     verbose=verbose)
 
 
 def fit_sites(config: Config, trains: Mapping[str, Windows], metric, *,
@@ -231,9 +285,9 @@ def fit_sites(config: Config, trains: Mapping[str, Windows], metric, *,
       {site: FitResult}, each as a single-site ``fit`` with the same seeds returns.
     """
     _check_metric_arg("fit_sites", metric)
-    return _run(config, trains, valids, seeds, "loss2net", metric=metric, label=label,
-                checkpoint=checkpoint, segments=segments, sites=True, shaper=shaper,
-                pad=pad, verbose=verbose)
+    return _loss2net(config, trains, valids, seeds, metric, label=label,
+                     checkpoint=checkpoint, segments=segments, sites=True, shaper=shaper,
+                     pad=pad, verbose=verbose)
 
 
 def fit_fixed_loss(config: Config, train: Windows, loss: Callable, *,

@@ -57,6 +57,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from l2n_jax.config import quantile_grads
+
 # An untrained admission head admits with probability sigmoid(2.2) ~ 0.9: the
 # pre-trained forecaster's decisions, with one rejection in ten explored.
 ADMIT_LOGIT0 = 2.2
@@ -289,8 +291,9 @@ def make_head(config) -> Head:
     """The head of ``config.decision_head`` (with its ``admit_floor``)."""
     if config.decision_head == "amount":
         return AMOUNT
-    if config.decision_head == "quantile_net" and config.quantile_grad:
-        return QUANTILE_NET._replace(loss=_quantile_loss_of(config.quantile_grad))
+    grad = quantile_grads(config)[0]  # a choice is made above the program (l2n.fit)
+    if config.decision_head == "quantile_net" and grad:
+        return QUANTILE_NET._replace(loss=_quantile_loss_of(grad))
     if config.decision_head in _MARGIN_HEADS:
         return _MARGIN_HEADS[config.decision_head]
     loss_of = {"admit_st": _st_loss, "admit_diff": _diff_loss}[config.decision_head]

@@ -69,6 +69,16 @@ def alternating(task: Task):
     return cotrained("alternating", alternate_steps=max(k, 1))(task)
 
 
+def loss2net_tuned(task: Task):
+    """Loss2Net at quantile_grad 0 and 1, chosen per site on validation
+    (``fit.choose_value``)."""
+    if task.config.decision_head != "quantile_net":
+        raise ValueError("loss2net_tuned chooses Config.quantile_grad, which only "
+                         "decision_head='quantile_net' has; got decision_head="
+                         f"{task.config.decision_head!r}")
+    return cotrained("loss2net_tuned", quantile_grad=(0.0, 1.0))(task)
+
+
 def _persistence(ws: WindowSet):
     return baselines.persistence
 
@@ -97,11 +107,11 @@ register("ar_margin", with_margin(forecaster(_linear_ar)),
          doc="linear AR + a margin tuned on validation")
 register("alternating", alternating,
          doc="shaper and predictor trained in turn, one epoch each (Grabocka et al.)")
-register("loss2net_tuned",
-         tuned((0.0, 1.0), lambda g: cotrained(f"loss2net_qgrad{g:g}", quantile_grad=g),
-               "quantile_grad"),
+register("loss2net_tuned", loss2net_tuned,
          doc="Loss2Net twice, quantile_grad 0 and 1 (how much of the shaper's gradient "
-             "reaches the quantiles), the one of lower validation cost per site")
+             "reaches the quantiles), per site 1 where its validation cost is lower by "
+             "more than one standard error over the seeds (Config()'s default since "
+             "BUILD_NOTES §18n; this name runs it whatever the config says)")
 register("bm_split", cotrained("bm_split", split_irs=True, decision_head="amount"),
          doc="Loss2Net without the assembler: each IR decides for its own series")
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import l2n_jax as l2n
-from conftest import asymmetric_cost, tiny_config
+from conftest import asymmetric_cost, asymmetric_cost_np, tiny_config
 from l2n_jax import heads, nets
+from l2n_jax.fit import choose_value
 
 K = len(heads.QUANTILE_LOGITS)
 
@@ -106,7 +107,7 @@ def test_a_fit_spreads_the_quantiles_and_raises_the_level(windowset):
 
 
 def test_quantile_grad_is_a_share_for_the_quantile_head_only():
-    with pytest.raises(ValueError, match="quantile_grad must be <= 1"):
+    with pytest.raises(ValueError, match=r"quantile_grad must be in \[0, 1\]"):
         l2n.Config(quantile_grad=1.5)
     with pytest.raises(ValueError, match="quantile_grad sets"):
         l2n.Config(decision_head="amount", quantile_grad=0.5)
@@ -126,6 +127,48 @@ def test_loss2net_tuned_keeps_the_quantile_grad_validation_prefers(windowset):
     alone = l2n.compare(windowset, asymmetric_cost, config=config.replace(quantile_grad=g),
                         seeds=(0, 1), methods=("loss2net",), verbose=False).rows
     np.testing.assert_array_equal(tuned["test_cost"], alone["test_cost"])
-    with pytest.raises(ValueError, match="quantile_grad sets"):
+    with pytest.raises(ValueError, match="loss2net_tuned chooses"):
         l2n.compare(windowset, asymmetric_cost, config=tiny_config(epochs=2), seeds=(0,),
                     methods=("loss2net_tuned",), verbose=False)
+
+
+def test_fit_chooses_the_default_quantile_grad_on_validation(windowset):
+    config = tiny_config(epochs=4, decision_head="quantile_net", quantile_grad=(0.0, 1.0))
+    kw = dict(seeds=(0, 1), valid=windowset.valid, verbose=False)
+    chosen = l2n.fit(config, windowset.train, asymmetric_cost, **kw)
+    costs, alone = [], []
+    for g in (0.0, 1.0):
+        alone.append(l2n.fit(config.replace(quantile_grad=g), windowset.train,
+                             asymmetric_cost, **kw))
+        pred = alone[-1].predict(windowset.valid.inputs)
+        costs.append([asymmetric_cost_np(p, windowset.valid.obs).mean() for p in pred])
+    i = choose_value(costs)
+    assert chosen.config.quantile_grad == (0.0, 1.0)[i]
+    np.testing.assert_array_equal(chosen.predict(windowset.test.inputs),
+                                  alone[i].predict(windowset.test.inputs))
+    # Without a validation split there is nothing to choose on: the first value.
+    first = l2n.fit(config, windowset.train, asymmetric_cost, seeds=(0,), verbose=False)
+    assert first.config.quantile_grad == 0.0
+
+
+def test_the_default_quantile_grad_is_a_choice_any_head_accepts():
+    assert l2n.Config().quantile_grad == (0.0, 1.0)
+    assert l2n.Config(decision_head="amount").quantile_grad == (0.0, 1.0)
+    with pytest.raises(ValueError, match="non-empty tuple"):
+        l2n.Config(quantile_grad=())
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        l2n.Config(quantile_grad=(0.0, 2.0))
+    assert l2n.config.parse_field(l2n.Config(), "quantile_grad=0,0.5") == (
+        "quantile_grad", (0.0, 0.5))
+
+
+def test_a_quantile_grad_beats_the_default_only_by_more_than_the_seeds_resolve():
+    default = [1.00, 1.10, 0.90, 1.05, 0.95]
+    assert choose_value([default, [c - 0.05 for c in default]]) == 1  # every seed gains
+    # A lower mean, but the seeds disagree (differences 0.2, -0.1, 0.15, -0.1, -0.05:
+    # mean 0.02, standard error 0.06): the default stays.
+    noisy = [0.80, 1.20, 0.75, 1.15, 1.00]
+    assert np.mean(noisy) < np.mean(default)
+    assert choose_value([default, noisy]) == 0
+    assert choose_value([[1.0], [0.99]]) == 1  # one seed: no error to measure
+    assert choose_value([[1.0, 1.0], [np.nan, 0.5], [0.5, 0.6]]) == 2

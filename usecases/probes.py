@@ -118,10 +118,13 @@ VARIANTS = {
     "margin+offset": {"replay_size": 16384, "decision_head": "margin", "tune_offset": True},
     "margin_shared": {"replay_size": 16384, "decision_head": "margin_shared"},
     "margin_net": {"replay_size": 16384, "decision_head": "margin_net"},
-    # Pinball-trained quantiles read at a level the shaper sets.
-    "quantile_net": {"replay_size": 16384, "decision_head": "quantile_net"},
+    # Pinball-trained quantiles read at a level the shaper sets, the shaper's gradient
+    # kept off the quantiles (Config()'s default from §18k until §18n chose it on
+    # validation).
+    "quantile_net": {"replay_size": 16384, "decision_head": "quantile_net",
+                     "quantile_grad": 0.0},
     "quantile_net+offset": {"replay_size": 16384, "decision_head": "quantile_net",
-                            "tune_offset": True},
+                            "quantile_grad": 0.0, "tune_offset": True},
     # Config.quantile_grad: a share of the shaper's gradient reaches the quantiles.
     "qgrad1": {"replay_size": 16384, "decision_head": "quantile_net", "quantile_grad": 1.0},
     "qgrad0.3": {"replay_size": 16384, "decision_head": "quantile_net", "quantile_grad": 0.3},
