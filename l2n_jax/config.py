@@ -330,8 +330,9 @@ def validate(config: Config) -> None:
                          f"{config.decision_head!r}")
     _positive_float(config, "predictor_average", allow_zero=True)
     _quantile_grad(config)
-    if (not isinstance(config.quantile_grad, tuple) and config.quantile_grad
-            and config.decision_head != "quantile_net"):
+    # Other heads accept the default choice (it applies to the quantile head only).
+    if (config.decision_head != "quantile_net" and any(quantile_grads(config))
+            and config.quantile_grad != Config.quantile_grad):
         raise ValueError("Config.quantile_grad sets how much of the shaper's gradient "
                          "reaches decision_head='quantile_net''s quantiles; got decision_head="
                          f"{config.decision_head!r}")

@@ -111,6 +111,9 @@ def test_quantile_grad_is_a_share_for_the_quantile_head_only():
         l2n.Config(quantile_grad=1.5)
     with pytest.raises(ValueError, match="quantile_grad sets"):
         l2n.Config(decision_head="amount", quantile_grad=0.5)
+    with pytest.raises(ValueError, match="quantile_grad sets"):
+        l2n.Config(decision_head="amount", quantile_grad=(0.0, 0.5))
+    l2n.Config(decision_head="amount", quantile_grad=(0.0,))  # nothing to apply
 
 
 def test_the_quantile_head_needs_an_assembler():
