@@ -21,7 +21,6 @@ import numpy as np
 
 from l2n_jax import baselines
 from l2n_jax import checkpoint as ckpt_lib
-from l2n_jax.config import quantile_grads
 from l2n_jax.data import WindowSet
 from l2n_jax.fit import fit, fit_fixed_loss, fit_fixed_loss_sites, fit_sites
 from l2n_jax.registry import Outcome, Task
@@ -72,10 +71,11 @@ def cotrained(name: str = "loss2net", **config_changes) -> Callable:
         results = train_sites(config, task.sites, task.seeds, task.label,
                               task.checkpoint(name), metric=task.metric,
                               segments=task.options.segments, verbose=task.verbose)
-        chosen = len(quantile_grads(config)) > 1 and config.decision_head == "quantile_net"
-        return {s: _knob(from_fit(results[s], ws), results[s].config.quantile_grad,
-                         len(task.seeds)) if chosen else from_fit(results[s], ws)
-                for s, ws in task.sites.items()}
+        outcomes = {s: from_fit(results[s], ws) for s, ws in task.sites.items()}
+        # A quantile_grad that l2n.fit chose on validation is the knob, as a baseline's.
+        return {s: o if results[s].config.quantile_grad == config.quantile_grad else
+                _knob(o, results[s].config.quantile_grad, len(task.seeds))
+                for s, o in outcomes.items()}
 
     return method
 

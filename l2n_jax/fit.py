@@ -20,6 +20,7 @@ which logs progress, checks for non-finite values and checkpoints.
 """
 
 import dataclasses
+import functools
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -31,7 +32,7 @@ from l2n_jax.config import Config, quantile_grads
 from l2n_jax.data import Split, Windows
 from l2n_jax.driver import NonFiniteError, drive  # noqa: F401 (re-exported)
 from l2n_jax.metrics import StatefulMetric, check_metric, v_dim
-from l2n_jax.results import FitResult, history_frame, score
+from l2n_jax.results import FitResult, evaluate, history_frame
 from l2n_jax.sites import as_windows, stack_sites
 from l2n_jax.train import Shapes, make_program
 
@@ -173,35 +174,29 @@ def _loss2net(config, train, valid, seeds, metric, *, sites=False, label="",
     """Loss2Net through ``_run``, once per ``Config.quantile_grad`` value to choose
     from (the quantile head, with a valid split; else the first value alone), per
     site the value ``choose_value`` picks from the true validation costs."""
+    run = functools.partial(_run, train=train, valid=valid, seeds=seeds, method="loss2net",
+                            metric=metric, sites=sites, **kw)
+    if config.decision_head != "quantile_net":
+        return run(config, label=label, checkpoint=checkpoint)
     values = quantile_grads(config)
-    if config.decision_head != "quantile_net" or valid is None:
-        values = values[:1]
-    runs, costs = {}, {}
+    if valid is None or len(values) == 1:  # the result's config says which value ran
+        return run(config.replace(quantile_grad=values[0]), label=label,
+                   checkpoint=checkpoint)
+    runs, costs, name = {}, {}, label or "loss2net"
     for g in values:
-        tag, ckpt = label, checkpoint
-        if len(values) > 1:
-            tag = f"{label or 'loss2net'}[quantile_grad={g:g}]"
-            ckpt = None if checkpoint is None else f"{checkpoint}.qgrad{g:g}"
-        # The quantile head's result says which value ran; another head keeps its own.
-        run_config = (config.replace(quantile_grad=g)
-                      if config.decision_head == "quantile_net" else config)
-        out = _run(run_config, train, valid, seeds, "loss2net",
-                   metric=metric, label=tag, checkpoint=ckpt, sites=sites, **kw)
-        if len(values) == 1:
-            return out
+        out = run(config.replace(quantile_grad=g), label=f"{name}[quantile_grad={g:g}]",
+                  checkpoint=checkpoint and f"{checkpoint}.qgrad{g:g}")
         for s, r in (out.items() if sites else [(None, out)]):
-            windows = as_windows(valid[s] if sites else valid, "valid")
-            cost = score(r.predict(windows.inputs), windows, metric, seeds, "")["cost"]
             runs.setdefault(s, []).append(r)
-            costs.setdefault(s, []).append(cost.to_numpy())
-    report = progress.reporter(kw.get("verbose", True))
-    chosen = {}
+            costs.setdefault(s, []).append(
+                evaluate(r, valid[s] if sites else valid, metric)["cost"].to_numpy())
+    report, chosen = progress.reporter(kw.get("verbose", True)), {}
     for s in runs:
         i = choose_value(costs[s])
         chosen[s] = runs[s][i]
         means = ", ".join(f"{g:g}: {c.mean():.5g}" for g, c in zip(values, costs[s]))
-        report(f"[{label or 'loss2net'}{'' if s is None else '/' + s}] quantile_grad "
-               f"{values[i]:g} chosen (mean validation cost {means})")
+        report(f"[{name}{'' if s is None else '/' + s}] quantile_grad {values[i]:g} "
+               f"chosen (mean validation cost {means})")
     return chosen if sites else chosen[None]
 
 
@@ -241,8 +236,9 @@ def fit(config: Config, train: Windows, metric, *, seeds: Sequence[int] = (0,),
       seeds: one run per seed, all vmapped.
       valid: validation windows; with ``config.select_best`` the epoch of lowest true
         validation cost is kept. With ``decision_head='quantile_net'`` and a tuple
-        ``config.quantile_grad`` (the default), one run per value, and the one of
-        lowest mean true validation cost kept (its ``result.config`` says which).
+        ``config.quantile_grad`` (the default), one run per value, and the one
+        ``choose_value`` picks from their true validation costs kept (its
+        ``result.config`` says which).
       label: prefix of progress lines.
       checkpoint: a file path; the run state is written there every
         ``config.checkpoint_every`` epochs, and a run started on an existing checkpoint
